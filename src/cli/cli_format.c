@@ -1,0 +1,325 @@
+/* cli_format.c — human-readable output of the cgv CLI (see cli.h). */
+#include "cli.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+/* A JSON number as int64, or dflt when missing / null / not a number. */
+static int64_t jint(const json_t *obj, const char *key, int64_t dflt)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    if (json_is_integer(v))
+        return (int64_t)json_integer_value(v);
+    if (json_is_real(v))
+        return (int64_t)json_real_value(v);
+    return dflt;
+}
+
+/* A JSON string member, or dflt. */
+static const char *jstr(const json_t *obj, const char *key, const char *dflt)
+{
+    const char *s = json_string_value(json_object_get(obj, key));
+
+    return (s && s[0]) ? s : dflt;
+}
+
+void cli_fmt_age(int64_t age_ms, char *buf, size_t cap)
+{
+    if (age_ms < 0)
+        snprintf(buf, cap, "-");
+    else if (age_ms < 10000)
+        snprintf(buf, cap, "%" PRId64 ".%" PRId64 "s ago", age_ms / 1000,
+                 (age_ms % 1000) / 100);
+    else if (age_ms < 60000)
+        snprintf(buf, cap, "%" PRId64 "s ago", age_ms / 1000);
+    else if (age_ms < 3600000)
+        snprintf(buf, cap, "%" PRId64 "m ago", age_ms / 60000);
+    else if (age_ms < 86400000)
+        snprintf(buf, cap, "%" PRId64 "h ago", age_ms / 3600000);
+    else
+        snprintf(buf, cap, "%" PRId64 "d ago", age_ms / 86400000);
+}
+
+void cli_fmt_duration(int64_t ms, char *buf, size_t cap)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 1000)
+        snprintf(buf, cap, "%" PRId64 " ms", ms);
+    else if (ms < 10000)
+        snprintf(buf, cap, "%" PRId64 ".%" PRId64 " s", ms / 1000, (ms % 1000) / 100);
+    else if (ms < 60000)
+        snprintf(buf, cap, "%" PRId64 " s", ms / 1000);
+    else if (ms < 3600000)
+        snprintf(buf, cap, "%" PRId64 "m%02" PRId64 "s", ms / 60000,
+                 (ms / 1000) % 60);
+    else
+        snprintf(buf, cap, "%" PRId64 "h%02" PRId64 "m", ms / 3600000,
+                 (ms / 60000) % 60);
+}
+
+/* --- status table ----------------------------------------------------------*/
+
+enum { ST_SERVICE, ST_VM, ST_STATE, ST_AGENT, ST_HEARTBEAT, ST_ADDRESS, ST_BUSY,
+       ST_NCOLS };
+
+static const char *const status_headers[ST_NCOLS] = {
+    "SERVICE", "VM", "STATE", "AGENT", "HEARTBEAT", "ADDRESS", "BUSY",
+};
+
+struct status_table {
+    size_t n, cap;
+    char *(*rows)[ST_NCOLS]; /* owned strings */
+    bool restart_note;
+};
+
+static void status_add(struct status_table *t, char *cells[ST_NCOLS])
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        t->rows = cgv_realloc(t->rows, t->cap * sizeof(*t->rows));
+    }
+    memcpy(t->rows[t->n++], cells, sizeof(*t->rows));
+}
+
+/* Is the VM's state what it should be (desired uses different words)? */
+static bool state_matches(const char *state, const char *desired)
+{
+    if (strcmp(desired, "stopped") == 0)
+        return strcmp(state, "shutoff") == 0;
+    return strcmp(state, desired) == 0;
+}
+
+static void status_add_vm(struct status_table *t, const char *service,
+                          const json_t *vm)
+{
+    char *cells[ST_NCOLS];
+    const json_t *agent = json_object_get(vm, "agent");
+    const json_t *addrs = json_object_get(vm, "addresses");
+    const char *state = jstr(vm, "state", "unknown");
+    const char *desired = jstr(vm, "desired", NULL);
+    const char *busy = jstr(vm, "busy", NULL);
+    bool restart = json_is_true(json_object_get(vm, "restart_pending"));
+    char age[32];
+    char *addr = NULL;
+    size_t i, n;
+
+    cells[ST_SERVICE] = cgv_strdup(jstr(vm, "service", service ? service : "-"));
+    cells[ST_VM] = cgv_strdup(jstr(vm, "name", "-"));
+    if (desired && !busy && !state_matches(state, desired))
+        cells[ST_STATE] = cgv_asprintf("%s%s (want %s)", state, restart ? "*" : "",
+                                       desired);
+    else
+        cells[ST_STATE] = cgv_asprintf("%s%s", state, restart ? "*" : "");
+    if (restart)
+        t->restart_note = true;
+    cells[ST_AGENT] = cgv_strdup(json_is_object(agent) ? jstr(agent, "state", "-")
+                                                       : "-");
+    cli_fmt_age(json_is_object(agent) ? jint(agent, "last_heartbeat_age_ms", -1) : -1,
+                age, sizeof(age));
+    cells[ST_HEARTBEAT] = cgv_strdup(age);
+    n = json_is_array(addrs) ? json_array_size(addrs) : 0;
+    for (i = 0; i < n; i++) {
+        const char *a = json_string_value(json_array_get(addrs, i));
+        char *joined;
+        if (!a)
+            continue;
+        joined = addr ? cgv_asprintf("%s,%s", addr, a) : cgv_strdup(a);
+        free(addr);
+        addr = joined;
+    }
+    cells[ST_ADDRESS] = addr ? addr : cgv_strdup("-");
+    cells[ST_BUSY] = cgv_strdup(busy ? busy : "-");
+    status_add(t, cells);
+}
+
+static void status_add_service(struct status_table *t, const json_t *svc)
+{
+    const char *name = jstr(svc, "name", "-");
+    const json_t *vms = json_object_get(svc, "vms");
+    size_t n = json_is_array(vms) ? json_array_size(vms) : 0;
+
+    if (n == 0) {
+        char *cells[ST_NCOLS] = {
+            cgv_strdup(name), cgv_strdup("-"), cgv_strdup("(no VMs)"),
+            cgv_strdup("-"),  cgv_strdup("-"), cgv_strdup("-"), cgv_strdup("-"),
+        };
+        status_add(t, cells);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        status_add_vm(t, name, json_array_get(vms, i));
+}
+
+/* Columns separated by two spaces; the last one is not padded. */
+static void status_print_row(FILE *out, const size_t width[ST_NCOLS],
+                             const char *const cells[ST_NCOLS])
+{
+    for (int c = 0; c < ST_NCOLS - 1; c++)
+        fprintf(out, "%-*s  ", (int)width[c], cells[c]);
+    fprintf(out, "%s\n", cells[ST_NCOLS - 1]);
+}
+
+int cli_print_status(FILE *out, const json_t *doc)
+{
+    struct status_table t = {0};
+    size_t width[ST_NCOLS];
+    const json_t *services = json_object_get(doc, "services");
+    int rows;
+
+    if (json_is_array(services)) {
+        for (size_t i = 0; i < json_array_size(services); i++)
+            status_add_service(&t, json_array_get(services, i));
+    } else if (json_object_get(doc, "name")) {
+        status_add_service(&t, doc);
+    } else if (json_is_array(json_object_get(doc, "vms"))) {
+        const json_t *vms = json_object_get(doc, "vms");
+        for (size_t i = 0; i < json_array_size(vms); i++)
+            status_add_vm(&t, NULL, json_array_get(vms, i));
+    }
+    if (t.n == 0) {
+        fprintf(out, "No services.\n");
+        free(t.rows);
+        return 0;
+    }
+    for (int c = 0; c < ST_NCOLS; c++) {
+        width[c] = strlen(status_headers[c]);
+        for (size_t r = 0; r < t.n; r++) {
+            size_t l = strlen(t.rows[r][c]);
+            if (l > width[c])
+                width[c] = l;
+        }
+    }
+    status_print_row(out, width, status_headers);
+    for (size_t r = 0; r < t.n; r++) {
+        status_print_row(out, width, (const char *const *)t.rows[r]);
+        for (int c = 0; c < ST_NCOLS; c++)
+            free(t.rows[r][c]);
+    }
+    if (t.restart_note)
+        fprintf(out, "* restart pending: spec changes take effect when the VM next starts\n");
+    rows = (int)t.n;
+    free(t.rows);
+    return rows;
+}
+
+/* --- events, issues, results -----------------------------------------------*/
+
+void cli_print_event(FILE *out, const json_t *ev)
+{
+    char tbuf[40];
+    const char *time = jstr(ev, "time", NULL);
+    const char *vm = jstr(ev, "vm", jstr(ev, "service", "-"));
+
+    if (!time) {
+        int64_t ms = jint(ev, "time_ms", -1);
+        if (ms >= 0) {
+            cgv_fmt_wall_ms(ms, tbuf, sizeof(tbuf));
+            time = tbuf;
+        } else {
+            time = "-";
+        }
+    }
+    fprintf(out, "%-24s %-5s %-20s %-10s %s\n", time, jstr(ev, "severity", "-"),
+            jstr(ev, "type", "-"), vm, jstr(ev, "message", ""));
+}
+
+void cli_print_issue(FILE *out, const char *file, const json_t *issue)
+{
+    int64_t line = jint(issue, "line", 0);
+    int64_t col = jint(issue, "column", 0);
+    const char *path = jstr(issue, "path", NULL);
+    const char *msg = jstr(issue, "message", "invalid");
+
+    if (file)
+        fprintf(out, "%s:", file);
+    else
+        fprintf(out, "cgv:");
+    if (file && line > 0) {
+        fprintf(out, "%" PRId64 ":", line);
+        if (col > 0)
+            fprintf(out, "%" PRId64 ":", col);
+    }
+    if (path)
+        fprintf(out, " %s:", path);
+    fprintf(out, " %s\n", msg);
+}
+
+size_t cli_print_issues(FILE *out, const char *file, const json_t *details)
+{
+    size_t n = json_is_array(details) ? json_array_size(details) : 0;
+
+    for (size_t i = 0; i < n; i++)
+        cli_print_issue(out, file, json_array_get(details, i));
+    return n;
+}
+
+void cli_print_vm_op(FILE *out, const json_t *res)
+{
+    char dur[32];
+    int64_t ms = jint(res, "duration_ms", -1);
+
+    fprintf(out, "%s: %s", jstr(res, "vm", "?"),
+            jstr(res, "state", jstr(res, "op", "done")));
+    if (ms >= 0) {
+        cli_fmt_duration(ms, dur, sizeof(dur));
+        fprintf(out, " (%s)", dur);
+    }
+    fputc('\n', out);
+}
+
+static void print_vm_list(FILE *out, const json_t *vms)
+{
+    size_t n = json_is_array(vms) ? json_array_size(vms) : 0;
+
+    if (n == 0)
+        return;
+    fprintf(out, ", VM%s: ", n == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, "%s%s", i ? ", " : "",
+                json_string_value(json_array_get(vms, i)) ?: "?");
+}
+
+void cli_print_apply(FILE *out, const json_t *res)
+{
+    const char *result = jstr(res, "result", "applied");
+    int64_t ms = jint(res, "duration_ms", -1);
+    char dur[32];
+
+    fprintf(out, "%s: %s", jstr(res, "service", "?"), result);
+    if (strcmp(result, "valid") == 0)
+        fprintf(out, " (dry run)");
+    else if (ms >= 0) {
+        cli_fmt_duration(ms, dur, sizeof(dur));
+        fprintf(out, " (%s)", dur);
+    }
+    print_vm_list(out, json_object_get(res, "vms"));
+    fputc('\n', out);
+}
+
+void cli_print_delete(FILE *out, const json_t *res)
+{
+    fprintf(out, "%s: %s", jstr(res, "service", "?"), jstr(res, "result", "deleted"));
+    print_vm_list(out, json_object_get(res, "vms"));
+    fputc('\n', out);
+}
+
+void cli_print_health(FILE *out, const json_t *h)
+{
+    char up[32];
+    const char *uri = jstr(h, "libvirt_uri", NULL);
+    const char *reason = jstr(h, "acceleration_reason", NULL);
+
+    cli_fmt_duration(jint(h, "uptime_ms", 0), up, sizeof(up));
+    fprintf(out, "cgvd %s on %s, up %s\n", jstr(h, "version", "?"),
+            jstr(h, "host", "?"), up);
+    fprintf(out, "libvirt:      %s", jstr(h, "libvirt", "?"));
+    if (uri)
+        fprintf(out, " (%s)", uri);
+    fprintf(out, "\nacceleration: %s", jstr(h, "acceleration", "?"));
+    if (reason)
+        fprintf(out, " (%s)", reason);
+    fprintf(out, "\nservices:     %" PRId64 "\nvms:          %" PRId64 "\n",
+            jint(h, "services", 0), jint(h, "vms", 0));
+}

@@ -1,0 +1,123 @@
+/* vmm_priv.h — the VM manager's internal types, shared by vmm.c (model,
+ * events, agents, adoption), vmm_apply.c (apply/delete) and vmm_ops.c
+ * (VM operations). Not for use outside src/daemon/vmm*.c. */
+#ifndef VMM_PRIV_H
+#define VMM_PRIV_H
+
+#include "agentch.h"
+#include "vmm.h"
+
+#define VMM_VM_NAME_MAX 48
+#define VMM_PATH_MAX 256
+
+enum vmm_agent_state { AGENT_NEVER = 0, AGENT_UP, AGENT_DOWN, AGENT_PAUSED };
+
+struct vmm_op;
+
+struct vmm_service {
+    char name[SPEC_NAME_MAX + 1];
+    struct spec_service *spec; /* owned */
+    int64_t generation;
+    int64_t created_ms, updated_ms;
+    const char *busy;          /* "apply" | "delete" | NULL */
+    struct vmm_service *next;
+};
+
+struct vmm_vm {
+    struct vmm *m;
+    struct vmm_service *svc;
+    char name[VMM_VM_NAME_MAX + 1];
+    char domain[128];
+    int index;
+    char uuid[37];
+    char mac[18];
+    char desired[16];
+    size_t n_addrs;
+    char addrs[SPEC_MAX_NETWORKS][24]; /* "ip/prefix" */
+    bool restart_pending;
+    char *save_path;                   /* owned, NULL if none */
+    int64_t created_ms;
+
+    /* libvirt's view */
+    bool exists;           /* the domain is defined */
+    enum hv_state state;
+    char reason[32];
+    int pid;
+    int64_t state_us;      /* monotonic time of the newest state we applied */
+
+    /* operation in progress */
+    const char *busy;
+    struct vmm_op *op;
+
+    /* agent */
+    char agent_sock[VMM_PATH_MAX];
+    char console_sock[VMM_PATH_MAX];
+    char console_log[VMM_PATH_MAX];
+    char sock_dir[VMM_PATH_MAX];
+    struct agentch *ch;
+    enum vmm_agent_state agent;
+    bool hello_on_conn;    /* a HELLO came on the current connection */
+    char agent_version[PROTO_MAX_STR + 1];
+    uint64_t boot_id;
+    int64_t last_hb_ms;    /* monotonic, of the last HELLO/HEARTBEAT */
+    uint64_t heartbeats;
+    uint64_t app_served;
+    uint64_t proto_errors;
+    uint64_t proto_errors_reported;
+    int64_t proto_report_ms;
+
+    struct vmm_vm *next;
+};
+
+struct vmm {
+    struct vmm_config cfg;
+    char *state_dir, *run_dir, *log_dir, *image_dir, *domain_prefix;
+    struct loop *loop;
+    struct jobs *jobs;
+    struct hv *hv;
+    struct store *st;
+    struct evlog *ev;
+
+    struct vmm_service *services;
+    struct vmm_vm *vms; /* ordered by service, then index */
+
+    bool connected;
+    bool connecting;
+    bool adopted_once;  /* the first sync after start is the adoption */
+    int64_t reconnect_ms;
+    struct loop_timer *reconnect;
+    struct loop_timer *monitor;
+    int64_t started_mono_ms;
+    char host[64];
+};
+
+/* vmm.c */
+struct vmm_service *vmm_find_service(struct vmm *m, const char *name);
+struct vmm_vm *vmm_find_vm(struct vmm *m, const char *name);
+struct vmm_vm *vmm_find_domain(struct vmm *m, const char *domain);
+struct vmm_service *vmm_service_add(struct vmm *m, const char *name);
+void vmm_service_remove(struct vmm *m, struct vmm_service *svc);
+/* Create the in-memory VM (not stored, not defined). */
+struct vmm_vm *vmm_vm_add(struct vmm *m, struct vmm_service *svc, int index,
+                          const char *uuid);
+void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm);
+/* Write the VM's persistent fields to the store. */
+int vmm_vm_persist(struct vmm *m, struct vmm_vm *vm, struct cgv_error *err) CGV_WUR;
+void vmm_vm_to_store(const struct vmm_vm *vm, struct store_vm *out, char **addr_json);
+/* Apply a state libvirt reported at mono time at_us (older news is ignored). */
+void vmm_vm_set_state(struct vmm_vm *vm, enum hv_state st, const char *reason,
+                      int64_t at_us);
+/* The domain XML for a VM from its service's spec. */
+int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_error *err) CGV_WUR;
+void vmm_gen_uuid(char out[37]);
+void vmm_reply_error(vmm_reply_fn reply, void *ctx, const struct cgv_error *err);
+/* Run a sync with libvirt (adoption, after reconnect). */
+void vmm_sync(struct vmm *m);
+
+/* vmm_ops.c */
+/* A lifecycle/reboot event for a VM with an operation waiting on it. */
+void vmm_ops_on_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
+/* Start a VM whose domain is missing or defined-but-off, for reconcile. */
+void vmm_ops_recreate(struct vmm *m, struct vmm_vm *vm);
+
+#endif

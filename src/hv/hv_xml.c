@@ -1,0 +1,213 @@
+/* hv_xml.c — see hv_xml.h */
+#include "hv_xml.h"
+
+#include <inttypes.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <stdio.h>
+#include <string.h>
+
+static xmlNodePtr add(xmlNodePtr parent, const char *name, const char *text)
+{
+    return xmlNewTextChild(parent, NULL, BAD_CAST name, BAD_CAST text);
+}
+
+static void prop(xmlNodePtr node, const char *name, const char *value)
+{
+    xmlNewProp(node, BAD_CAST name, BAD_CAST value);
+}
+
+static xmlNodePtr add_unix_source(xmlNodePtr dev, const char *path)
+{
+    xmlNodePtr src = add(dev, "source", NULL);
+    prop(src, "mode", "bind");
+    prop(src, "path", path);
+    return src;
+}
+
+static int check_def(const struct hv_domain_def *d, struct cgv_error *err)
+{
+    const char *required[] = {d->name, d->uuid, d->owner, d->service, d->vm,
+                              d->kernel, d->initrd, d->cmdline, d->console_socket,
+                              d->console_log, d->agent_socket};
+
+    for (size_t i = 0; i < CGV_ARRAY_LEN(required); i++) {
+        if (!required[i] || !required[i][0])
+            return cgv_err(err, CGV_E_INTERNAL, "domain definition of %s is incomplete",
+                           d->name ? d->name : "(unnamed)");
+    }
+    if (d->vcpus == 0 || d->memory_mib == 0 || d->n_nics > HV_MAX_NICS)
+        return cgv_err(err, CGV_E_INTERNAL, "domain definition of %s has bad sizes",
+                       d->name);
+    return 0;
+}
+
+int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *err)
+{
+    xmlDocPtr doc = NULL;
+    xmlNodePtr dom, node, os, dev, devices, meta, inst;
+    xmlNsPtr ns;
+    xmlChar *mem = NULL;
+    int size = 0, ret = -1;
+    char num[32];
+
+    if (check_def(d, err) < 0)
+        return -1;
+
+    doc = xmlNewDoc(BAD_CAST "1.0");
+    dom = xmlNewNode(NULL, BAD_CAST "domain");
+    xmlDocSetRootElement(doc, dom);
+    prop(dom, "type", d->kvm ? "kvm" : "qemu");
+    add(dom, "name", d->name);
+    add(dom, "uuid", d->uuid);
+
+    meta = add(dom, "metadata", NULL);
+    inst = xmlNewChild(meta, NULL, BAD_CAST "instance", NULL);
+    ns = xmlNewNs(inst, BAD_CAST HV_META_NS, BAD_CAST HV_META_PREFIX);
+    xmlSetNs(inst, ns);
+    xmlNewTextChild(inst, ns, BAD_CAST "owner", BAD_CAST d->owner);
+    xmlNewTextChild(inst, ns, BAD_CAST "service", BAD_CAST d->service);
+    xmlNewTextChild(inst, ns, BAD_CAST "vm", BAD_CAST d->vm);
+    snprintf(num, sizeof(num), "%" PRId64, d->generation);
+    xmlNewTextChild(inst, ns, BAD_CAST "generation", BAD_CAST num);
+
+    snprintf(num, sizeof(num), "%" PRIu64, d->memory_mib);
+    node = add(dom, "memory", num);
+    prop(node, "unit", "MiB");
+    snprintf(num, sizeof(num), "%u", d->vcpus);
+    node = add(dom, "vcpu", num);
+    prop(node, "placement", "static");
+
+    os = add(dom, "os", NULL);
+    node = add(os, "type", "hvm");
+    prop(node, "arch", "x86_64");
+    prop(node, "machine", "pc");
+    add(os, "kernel", d->kernel);
+    add(os, "initrd", d->initrd);
+    add(os, "cmdline", d->cmdline);
+
+    node = add(dom, "features", NULL);
+    add(node, "acpi", NULL);
+    node = add(dom, "clock", NULL);
+    prop(node, "offset", "utc");
+    add(dom, "on_poweroff", "destroy");
+    add(dom, "on_reboot", "restart");
+    add(dom, "on_crash", "destroy");
+
+    devices = add(dom, "devices", NULL);
+    for (size_t i = 0; i < d->n_nics; i++) {
+        dev = add(devices, "interface", NULL);
+        prop(dev, "type", "bridge");
+        node = add(dev, "mac", NULL);
+        prop(node, "address", d->nics[i].mac);
+        node = add(dev, "source", NULL);
+        prop(node, "bridge", d->nics[i].bridge);
+        node = add(dev, "model", NULL);
+        prop(node, "type", "virtio");
+    }
+
+    dev = add(devices, "serial", NULL);
+    prop(dev, "type", "unix");
+    add_unix_source(dev, d->console_socket);
+    node = add(dev, "log", NULL);
+    prop(node, "file", d->console_log);
+    prop(node, "append", "on");
+    node = add(dev, "target", NULL);
+    prop(node, "port", "0");
+    dev = add(devices, "console", NULL);
+    prop(dev, "type", "unix");
+    add_unix_source(dev, d->console_socket);
+    node = add(dev, "target", NULL);
+    prop(node, "type", "serial");
+    prop(node, "port", "0");
+
+    dev = add(devices, "channel", NULL);
+    prop(dev, "type", "unix");
+    add_unix_source(dev, d->agent_socket);
+    node = add(dev, "target", NULL);
+    prop(node, "type", "virtio");
+    prop(node, "name", "org.cgv.agent.0");
+
+    dev = add(devices, "controller", NULL);
+    prop(dev, "type", "usb");
+    prop(dev, "model", "none");
+    dev = add(devices, "memballoon", NULL);
+    prop(dev, "model", "none");
+
+    xmlDocDumpFormatMemoryEnc(doc, &mem, &size, "UTF-8", 1);
+    if (!mem || size <= 0) {
+        cgv_err(err, CGV_E_INTERNAL, "could not serialise the domain XML of %s", d->name);
+        goto cleanup;
+    }
+    *out = cgv_malloc0((size_t)size + 1);
+    memcpy(*out, mem, (size_t)size);
+    ret = 0;
+
+cleanup:
+    xmlFree(mem);
+    xmlFreeDoc(doc);
+    return ret;
+}
+
+static int copy_child_text(xmlNodePtr parent, const char *name, char *dst, size_t cap)
+{
+    for (xmlNodePtr c = parent->children; c; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, name) != 0)
+            continue;
+        xmlChar *t = xmlNodeGetContent(c);
+        int rc = t ? cgv_strlcpy(dst, (const char *)t, cap) : -1;
+        xmlFree(t);
+        return rc;
+    }
+    return -1;
+}
+
+int hv_xml_parse_meta(const char *xml, struct hv_meta *out, struct cgv_error *err)
+{
+    xmlDocPtr doc;
+    xmlNodePtr root;
+    char gen[32];
+    int ret = -1;
+
+    memset(out, 0, sizeof(*out));
+    doc = xmlReadMemory(xml, (int)strlen(xml), "metadata.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc)
+        return cgv_err(err, CGV_E_INVALID, "metadata is not well-formed XML");
+    root = xmlDocGetRootElement(doc);
+    /* virDomainGetMetadata answers with the element stripped of its
+     * namespace (it was selected by it); a full domain XML carries it. */
+    if (!root || strcmp((const char *)root->name, "instance") != 0 ||
+        (root->ns && strcmp((const char *)root->ns->href, HV_META_NS) != 0)) {
+        cgv_err(err, CGV_E_INVALID, "metadata is not a cgv instance element");
+        goto cleanup;
+    }
+    if (copy_child_text(root, "owner", out->owner, sizeof(out->owner)) < 0 ||
+        copy_child_text(root, "service", out->service, sizeof(out->service)) < 0 ||
+        copy_child_text(root, "vm", out->vm, sizeof(out->vm)) < 0 ||
+        copy_child_text(root, "generation", gen, sizeof(gen)) < 0) {
+        cgv_err(err, CGV_E_INVALID, "cgv metadata lacks owner, service, vm or generation");
+        goto cleanup;
+    }
+    out->generation = strtoll(gen, NULL, 10);
+    ret = 0;
+
+cleanup:
+    xmlFreeDoc(doc);
+    return ret;
+}
+
+void hv_mac_from_uuid(const char *uuid, unsigned nic, char out[18])
+{
+    /* FNV-1a over the UUID text and the NIC index. */
+    uint32_t h = 2166136261u;
+
+    for (const char *p = uuid; *p; p++) {
+        h ^= (uint8_t)*p;
+        h *= 16777619u;
+    }
+    h ^= nic;
+    h *= 16777619u;
+    snprintf(out, 18, "52:54:00:%02x:%02x:%02x", (h >> 16) & 0xff, (h >> 8) & 0xff,
+             h & 0xff);
+}

@@ -1,0 +1,1596 @@
+/* spec.c — service specs: parse (libyaml, jansson for strict JSON syntax),
+ * validate with every problem reported, render canonical JSON. See spec.h.
+ *
+ * Rules chosen here (the README's "Service spec" section should match):
+ *  - Scalars resolve by the YAML 1.2 core schema: null (~, null, empty),
+ *    booleans true/false (any of the three casings), integers, floats,
+ *    everything else a string. yes/no/on/off are plain strings. Quoted
+ *    scalars are always strings, so `instances: "2"` is a string.
+ *  - Integer fields take a plain integer scalar: optional sign, decimal
+ *    digits, no leading zeros (010 is octal in YAML 1.1), no 0x / 0o, no
+ *    underscores, no floats (2.0 is a float). Signs are accepted as YAML
+ *    does so that -1 is reported as out of range.
+ *  - Only the core tags are accepted: !!str, !!int, !!float, !!bool, !!null
+ *    on scalars (the value must match the tag), !!map, !!seq on collections,
+ *    and the non-specific "!" (string). Anchors and aliases are refused.
+ *  - Names (name, image, networks[].network) follow cgv_name_valid().
+ *  - networks must list 1..SPEC_MAX_NETWORKS entries; each needs `network`;
+ *    `addresses` is optional, an empty list meaning "from the pool".
+ *  - IPv4 addresses are four decimal numbers 0-255 without leading zeros;
+ *    0.0.0.0/8, 127.0.0.0/8 and 224.0.0.0 and above are refused.
+ *  - Text whose first non-blank character is '{' must be strict JSON, so a
+ *    YAML flow mapping at the top ({name: x}) is a JSON syntax error. Valid
+ *    JSON that libyaml refuses (surrogate-pair escapes, keys over 1024
+ *    characters) is validated from jansson's tree, without positions.
+ *  - Nesting deeper than SPEC_MAX_DEPTH levels stops parsing.
+ *  - Issues are kept in text order (line, column; position 0 first); past
+ *    SPEC_MAX_ISSUES the ones latest in the text are counted as dropped.
+ */
+#include "spec.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <yaml.h>
+
+#define SPEC_MAX_DEPTH 32
+#define YAML_CORE_TAG "tag:yaml.org,2002:"
+
+#define DEF_INSTANCES 1
+#define DEF_VCPUS 1
+#define DEF_MEMORY_MIB 256
+#define DEF_IMAGE "default"
+#define DEF_HEARTBEAT_MS 1000
+#define DEF_NETWORK "default"
+
+#define MEM_MIN_MIB 64ULL
+#define MEM_MAX_MIB (1024ULL * 1024ULL) /* 1 TiB */
+
+#define NAME_RULE "names are 1-40 characters of a-z, 0-9 and '-', start with a letter and do not end with '-'"
+
+/* ------------------------------------------------------------------ */
+/* Issues                                                              */
+
+static int pos_cmp(int l1, int c1, int l2, int c2)
+{
+    if (l1 != l2)
+        return l1 < l2 ? -1 : 1;
+    if (c1 != c2)
+        return c1 < c2 ? -1 : 1;
+    return 0;
+}
+
+/* Keep only printable ASCII so that paths and messages are always valid
+ * UTF-8 for JSON and safe for terminals and logs. */
+static void ascii_only(char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c > 0x7e)
+            *s = '?';
+    }
+}
+
+void spec_issue_add(struct spec_issues *issues, const char *path, int line,
+                    int column, const char *fmt, ...)
+{
+    struct spec_issue it;
+    va_list ap;
+    size_t at;
+
+    if (!issues)
+        return;
+    if (issues->n > SPEC_MAX_ISSUES)
+        issues->n = SPEC_MAX_ISSUES; /* defensive: never trust the count */
+    memset(&it, 0, sizeof(it));
+    cgv_strlcpy(it.path, path ? path : "", sizeof(it.path));
+    it.line = line < 0 ? 0 : line;
+    it.column = column < 0 ? 0 : column;
+    if (fmt) {
+        va_start(ap, fmt);
+        vsnprintf(it.msg, sizeof(it.msg), fmt, ap);
+        va_end(ap);
+    }
+    ascii_only(it.path);
+    ascii_only(it.msg);
+
+    /* Keep text order (stable: equal positions keep insertion order); when
+     * full, the issues latest in the text are the ones counted as dropped. */
+    at = issues->n;
+    while (at > 0 && pos_cmp(issues->items[at - 1].line, issues->items[at - 1].column,
+                             it.line, it.column) > 0)
+        at--;
+    if (issues->n == SPEC_MAX_ISSUES) {
+        issues->dropped++;
+        if (at == SPEC_MAX_ISSUES)
+            return;
+        issues->n--;
+    }
+    memmove(&issues->items[at + 1], &issues->items[at],
+            (issues->n - at) * sizeof(issues->items[0]));
+    issues->items[at] = it;
+    issues->n++;
+}
+
+struct strbuf {
+    char *s;
+    size_t len, cap;
+};
+
+static void sb_addf(struct strbuf *b, const char *fmt, ...) CGV_PRINTF(2, 3);
+static void sb_addf(struct strbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if (b->len + (size_t)n + 1 > b->cap) {
+        b->cap = (b->len + (size_t)n + 1) * 2;
+        b->s = cgv_realloc(b->s, b->cap);
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+char *spec_issues_format(const struct spec_issues *issues)
+{
+    struct strbuf b = { 0 };
+    size_t n, total;
+
+    if (!issues || (issues->n == 0 && issues->dropped == 0))
+        return cgv_strdup("no problems");
+    n = issues->n > SPEC_MAX_ISSUES ? SPEC_MAX_ISSUES : issues->n;
+    total = n + issues->dropped;
+    sb_addf(&b, "invalid spec: %zu problem%s", total, total == 1 ? "" : "s");
+    for (size_t i = 0; i < n; i++) {
+        const struct spec_issue *it = &issues->items[i];
+        sb_addf(&b, "\n");
+        if (it->line > 0 && it->column > 0)
+            sb_addf(&b, "line %d, col %d: ", it->line, it->column);
+        else if (it->line > 0)
+            sb_addf(&b, "line %d: ", it->line);
+        if (it->path[0])
+            sb_addf(&b, "%.*s: ", (int)sizeof(it->path), it->path);
+        sb_addf(&b, "%.*s", (int)sizeof(it->msg), it->msg);
+    }
+    if (issues->dropped)
+        sb_addf(&b, "\n(%zu more not shown)", issues->dropped);
+    return b.s;
+}
+
+const char *spec_accel_name(enum spec_accel a)
+{
+    switch (a) {
+    case SPEC_ACCEL_AUTO:
+        return "auto";
+    case SPEC_ACCEL_KVM:
+        return "kvm";
+    case SPEC_ACCEL_TCG:
+        return "tcg";
+    }
+    return "unknown";
+}
+
+/* ------------------------------------------------------------------ */
+/* Text helpers                                                        */
+
+/* Escaped, length-limited rendering of untrusted text for messages. */
+static void show(char *dst, size_t cap, const char *s, size_t len, size_t max)
+{
+    size_t o = 0;
+    bool cut = false;
+
+    if (cap < 4) {
+        if (cap)
+            dst[0] = '\0';
+        return;
+    }
+    for (size_t i = 0; i < len && !cut; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char tmp[8];
+
+        if (c == '"' || c == '\\')
+            snprintf(tmp, sizeof(tmp), "\\%c", c);
+        else if (c == '\n')
+            snprintf(tmp, sizeof(tmp), "\\n");
+        else if (c == '\t')
+            snprintf(tmp, sizeof(tmp), "\\t");
+        else if (c < 0x20 || c > 0x7e)
+            snprintf(tmp, sizeof(tmp), "\\x%02x", c);
+        else {
+            tmp[0] = (char)c;
+            tmp[1] = '\0';
+        }
+        /* keep room for "..." */
+        cut = i >= max || o + strlen(tmp) + 3 > cap - 1;
+        if (!cut) {
+            memcpy(dst + o, tmp, strlen(tmp));
+            o += strlen(tmp);
+        }
+    }
+    if (cut) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}
+
+static bool mem_eq(const char *s, size_t n, const char *lit)
+{
+    return strlen(lit) == n && memcmp(s, lit, n) == 0;
+}
+
+static size_t count_digits(const char *s, size_t n, size_t from)
+{
+    size_t i = from;
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i - from;
+}
+
+static int lower(int c)
+{
+    return (c >= 'A' && c <= 'Z') ? c - 'A' + 'a' : c;
+}
+
+/* Optimal-string-alignment distance, case-insensitive; both short. */
+static size_t edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    size_t d[34][34];
+
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (size_t i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (size_t j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+            size_t v = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < v)
+                v = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < v)
+                v = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+                lower(a[i - 2]) == lower(b[j - 1]) && d[i - 2][j - 2] + 1 < v)
+                v = d[i - 2][j - 2] + 1;
+            d[i][j] = v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The known field closest to an unknown one, or NULL when none is close. */
+static const char *suggest(const char *key, size_t klen, const char *const *known,
+                           size_t nknown)
+{
+    const char *best = NULL;
+    size_t best_d = SIZE_MAX;
+
+    for (size_t i = 0; i < nknown; i++) {
+        size_t kl = strlen(known[i]);
+        size_t d = edit_distance(key, klen, known[i], kl);
+        size_t limit = kl <= 4 ? 1 : kl <= 8 ? 2 : 3;
+        bool prefix = klen >= 4 && klen < kl;
+
+        for (size_t j = 0; prefix && j < klen; j++)
+            if (lower(key[j]) != lower(known[i][j]))
+                prefix = false;
+        if (prefix)
+            d = d < limit ? d : limit;
+        if (d <= limit && d < best_d) {
+            best = known[i];
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+/* ------------------------------------------------------------------ */
+/* Node tree built from libyaml events, with marks                     */
+
+enum stype { ST_STR, ST_INT, ST_FLOAT, ST_BOOL, ST_NULL };
+enum nkind { NK_SCALAR, NK_MAP, NK_SEQ };
+
+struct ynode {
+    enum nkind kind;
+    bool bad; /* already reported (anchor, alias, tag): not validated */
+    int line, col;
+    char *val; /* scalars: NUL-terminated copy, may hold NULs inside */
+    size_t len;
+    enum stype stype;
+    struct ynode **items; /* maps: key, value, key, value...; seqs: items */
+    size_t n, cap;
+};
+
+static void node_free(struct ynode *n)
+{
+    if (!n)
+        return;
+    for (size_t i = 0; i < n->n; i++)
+        node_free(n->items[i]); /* depth is bounded by SPEC_MAX_DEPTH */
+    free(n->items);
+    free(n->val);
+    free(n);
+}
+
+static bool is_float(const char *s, size_t n)
+{
+    size_t i = 0, d1, d2 = 0;
+
+    if (n > 0 && (s[0] == '-' || s[0] == '+'))
+        i = 1;
+    if (mem_eq(s + i, n - i, ".inf") || mem_eq(s + i, n - i, ".Inf") ||
+        mem_eq(s + i, n - i, ".INF"))
+        return true;
+    if (mem_eq(s, n, ".nan") || mem_eq(s, n, ".NaN") || mem_eq(s, n, ".NAN"))
+        return true;
+    d1 = count_digits(s, n, i);
+    i += d1;
+    if (i < n && s[i] == '.') {
+        i++;
+        d2 = count_digits(s, n, i);
+        i += d2;
+    }
+    if (d1 == 0 && d2 == 0)
+        return false;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        size_t d3;
+        i++;
+        if (i < n && (s[i] == '-' || s[i] == '+'))
+            i++;
+        d3 = count_digits(s, n, i);
+        if (d3 == 0)
+            return false;
+        i += d3;
+    }
+    return i == n;
+}
+
+static bool all_in(const char *s, size_t n, size_t from, const char *set)
+{
+    if (from >= n)
+        return false;
+    for (size_t i = from; i < n; i++)
+        if (s[i] == '\0' || !strchr(set, s[i]))
+            return false;
+    return true;
+}
+
+/* YAML 1.2 core schema resolution of a plain scalar. */
+static enum stype resolve_plain(const char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n == 0 || mem_eq(s, n, "~") || mem_eq(s, n, "null") || mem_eq(s, n, "Null") ||
+        mem_eq(s, n, "NULL"))
+        return ST_NULL;
+    if (mem_eq(s, n, "true") || mem_eq(s, n, "True") || mem_eq(s, n, "TRUE") ||
+        mem_eq(s, n, "false") || mem_eq(s, n, "False") || mem_eq(s, n, "FALSE"))
+        return ST_BOOL;
+    if (n > 2 && s[0] == '0' && s[1] == 'o' && all_in(s, n, 2, "01234567"))
+        return ST_INT;
+    if (n > 2 && s[0] == '0' && s[1] == 'x' && all_in(s, n, 2, "0123456789abcdefABCDEF"))
+        return ST_INT;
+    if (s[0] == '-' || s[0] == '+')
+        i = 1;
+    if (all_in(s, n, i, "0123456789"))
+        return ST_INT;
+    if (is_float(s, n))
+        return ST_FLOAT;
+    return ST_STR;
+}
+
+static const char *stype_tag(enum stype t)
+{
+    switch (t) {
+    case ST_STR:
+        return "str";
+    case ST_INT:
+        return "int";
+    case ST_FLOAT:
+        return "float";
+    case ST_BOOL:
+        return "bool";
+    case ST_NULL:
+        return "null";
+    }
+    return "?";
+}
+
+struct builder {
+    const char *text; /* what libyaml reads, for offsets */
+    size_t len;
+    struct spec_issues *issues;
+    struct ynode *root;
+    struct ynode *stack[SPEC_MAX_DEPTH];
+    size_t depth;
+    int ndocs;
+    bool fatal; /* the tree is incomplete: do not validate it */
+    bool syntax_error; /* libyaml refused the text */
+};
+
+static int mark_num(size_t v)
+{
+    return v >= (size_t)INT_MAX ? INT_MAX : (int)v + 1;
+}
+
+static void path_key(char *dst, size_t cap, const char *base, const char *key, size_t klen)
+{
+    char k[96];
+
+    show(k, sizeof(k), key, klen, 40);
+    snprintf(dst, cap, "%s%s%s", base, base[0] ? "." : "", k);
+}
+
+static void path_idx(char *dst, size_t cap, const char *base, size_t i)
+{
+    snprintf(dst, cap, "%s[%zu]", base, i);
+}
+
+/* Path of the node about to be attached at the top of the stack. */
+static void builder_path(const struct builder *b, char *buf, size_t cap)
+{
+    char tmp[sizeof(((struct spec_issue *)0)->path)];
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < b->depth; i++) {
+        const struct ynode *p = b->stack[i];
+        bool top = i + 1 == b->depth;
+
+        if (p->kind == NK_SEQ) {
+            path_idx(tmp, sizeof(tmp), buf, top ? p->n : p->n - 1);
+        } else {
+            const struct ynode *key;
+            if (top ? p->n % 2 == 0 : p->n % 2 == 1)
+                return; /* the node is (inside) a key */
+            key = p->items[top ? p->n - 1 : p->n - 2];
+            if (key->kind == NK_SCALAR)
+                path_key(tmp, sizeof(tmp), buf, key->val, key->len);
+            else
+                path_key(tmp, sizeof(tmp), buf, "?", 1);
+        }
+        cgv_strlcpy(buf, tmp, cap);
+    }
+}
+
+static void attach(struct builder *b, struct ynode *n)
+{
+    struct ynode *p;
+
+    if (b->depth == 0) {
+        if (!b->root)
+            b->root = n;
+        else
+            node_free(n); /* cannot happen: one document only */
+        return;
+    }
+    p = b->stack[b->depth - 1];
+    if (p->n == p->cap) {
+        p->cap = p->cap ? p->cap * 2 : 8;
+        p->items = cgv_realloc(p->items, p->cap * sizeof(p->items[0]));
+    }
+    p->items[p->n++] = n;
+}
+
+static void short_tag(char *dst, size_t cap, const char *tag)
+{
+    char t[64];
+    size_t pl = strlen(YAML_CORE_TAG);
+
+    if (strncmp(tag, YAML_CORE_TAG, pl) == 0) {
+        show(t, sizeof(t), tag + pl, strlen(tag + pl), 32);
+        snprintf(dst, cap, "!!%s", t);
+    } else {
+        show(t, sizeof(t), tag, strlen(tag), 32);
+        snprintf(dst, cap, "%s", t);
+    }
+}
+
+/* Check the anchor and tag of a new node; marks it bad when reported. */
+static void check_props(struct builder *b, struct ynode *n, const yaml_char_t *anchor,
+                        const yaml_char_t *tag, int implicit)
+{
+    char path[sizeof(((struct spec_issue *)0)->path)];
+    char t[96];
+
+    if (anchor) {
+        show(t, sizeof(t), (const char *)anchor, strlen((const char *)anchor), 32);
+        builder_path(b, path, sizeof(path));
+        spec_issue_add(b->issues, path, n->line, n->col,
+                       "anchors and aliases are not allowed (&%s)", t);
+        n->bad = true;
+        return;
+    }
+    if (tag && strcmp((const char *)tag, "!") == 0) {
+        if (n->kind == NK_SCALAR) /* the non-specific tag: a string */
+            n->stype = ST_STR;
+        return;
+    }
+    if (!tag || implicit)
+        return;
+    if (strncmp((const char *)tag, YAML_CORE_TAG, strlen(YAML_CORE_TAG)) == 0) {
+        const char *name = (const char *)tag + strlen(YAML_CORE_TAG);
+        if (n->kind == NK_MAP && strcmp(name, "map") == 0)
+            return;
+        if (n->kind == NK_SEQ && strcmp(name, "seq") == 0)
+            return;
+        if (n->kind == NK_SCALAR) {
+            if (strcmp(name, "str") == 0) {
+                n->stype = ST_STR;
+                return;
+            }
+            for (enum stype s = ST_INT; s <= ST_NULL; s++) {
+                if (strcmp(name, stype_tag(s)) != 0)
+                    continue;
+                if (resolve_plain(n->val, n->len) == s) {
+                    n->stype = s;
+                    return;
+                }
+                show(t, sizeof(t), n->val, n->len, 40);
+                builder_path(b, path, sizeof(path));
+                spec_issue_add(b->issues, path, n->line, n->col,
+                               "\"%s\" is not a valid !!%s value", t, name);
+                n->bad = true;
+                return;
+            }
+        }
+    }
+    short_tag(t, sizeof(t), (const char *)tag);
+    builder_path(b, path, sizeof(path));
+    spec_issue_add(b->issues, path, n->line, n->col,
+                   "tag %s is not allowed here (only the core tags !!str, !!int, "
+                   "!!float, !!bool, !!null, !!map and !!seq)", t);
+    n->bad = true;
+}
+
+/* Byte offset of a libyaml mark (0-based line, column in characters). */
+static size_t mark_offset(const char *s, size_t len, size_t line, size_t col)
+{
+    size_t i = 0;
+
+    while (line > 0 && i < len) {
+        if (s[i] == '\r') {
+            i++;
+            if (i < len && s[i] == '\n')
+                i++;
+            line--;
+        } else if (s[i] == '\n') {
+            i++;
+            line--;
+        } else {
+            i++;
+        }
+    }
+    while (col > 0 && i < len) {
+        i++;
+        while (i < len && ((unsigned char)s[i] & 0xc0) == 0x80)
+            i++;
+        col--;
+    }
+    return i;
+}
+
+/* 1-based line/column of a byte offset. */
+static void offset_pos(const char *s, size_t len, size_t off, int *line, int *col)
+{
+    size_t l = 1, c = 1;
+
+    if (off > len)
+        off = len;
+    for (size_t i = 0; i < off; i++) {
+        if (s[i] == '\n' || (s[i] == '\r' && (i + 1 >= len || s[i + 1] != '\n'))) {
+            l++;
+            c = 1;
+        } else if (s[i] != '\r' && ((unsigned char)s[i] & 0xc0) != 0x80) {
+            c++;
+        }
+    }
+    *line = l > INT_MAX ? INT_MAX : (int)l;
+    *col = c > INT_MAX ? INT_MAX : (int)c;
+}
+
+static void report_yaml_error(struct builder *b, const yaml_parser_t *p)
+{
+    const char *problem = p->problem ? p->problem : "unknown error";
+    int line, col;
+
+    switch (p->error) {
+    case YAML_MEMORY_ERROR:
+        spec_issue_add(b->issues, "", 0, 0, "out of memory while parsing");
+        break;
+    case YAML_READER_ERROR:
+        offset_pos(b->text, b->len, p->problem_offset, &line, &col);
+        if (p->problem_value >= 0)
+            spec_issue_add(b->issues, "", line, col, "invalid text: %s (byte 0x%02X)", problem,
+                           (unsigned)p->problem_value);
+        else
+            spec_issue_add(b->issues, "", line, col, "invalid text: %s", problem);
+        break;
+    default: {
+        size_t off = mark_offset(b->text, b->len, p->problem_mark.line, p->problem_mark.column);
+        const char *hint = "";
+
+        if (off < b->len && b->text[off] == '\t')
+            hint = "; tabs are not allowed here, indent with spaces";
+        line = mark_num(p->problem_mark.line);
+        col = mark_num(p->problem_mark.column);
+        if (p->context && p->context_mark.line == p->problem_mark.line &&
+            p->context_mark.column == p->problem_mark.column)
+            spec_issue_add(b->issues, "", line, col, "YAML syntax error: %s (%s)%s", problem,
+                           p->context, hint);
+        else if (p->context)
+            spec_issue_add(b->issues, "", line, col,
+                           "YAML syntax error: %s (%s at line %d, column %d)%s", problem,
+                           p->context, mark_num(p->context_mark.line),
+                           mark_num(p->context_mark.column), hint);
+        else
+            spec_issue_add(b->issues, "", line, col, "YAML syntax error: %s%s", problem, hint);
+        break;
+    }
+    }
+}
+
+static struct ynode *new_node(enum nkind kind, const yaml_event_t *ev)
+{
+    struct ynode *n = cgv_malloc0(sizeof(*n));
+
+    n->kind = kind;
+    n->line = mark_num(ev->start_mark.line);
+    n->col = mark_num(ev->start_mark.column);
+    return n;
+}
+
+/* Build the tree of the first document. Stops at the first syntax error or
+ * at too deep nesting (fatal), or at a second document (reported). */
+static void build_tree(struct builder *b)
+{
+    yaml_parser_t p;
+    yaml_event_t ev;
+    bool done = false;
+    char path[sizeof(((struct spec_issue *)0)->path)];
+
+    if (!yaml_parser_initialize(&p)) {
+        spec_issue_add(b->issues, "", 0, 0, "cannot initialise the YAML parser");
+        b->fatal = true;
+        return;
+    }
+    yaml_parser_set_input_string(&p, (const unsigned char *)b->text, b->len);
+    yaml_parser_set_encoding(&p, YAML_UTF8_ENCODING);
+
+    while (!done) {
+        struct ynode *n = NULL;
+
+        if (!yaml_parser_parse(&p, &ev)) {
+            report_yaml_error(b, &p);
+            b->fatal = true;
+            b->syntax_error = true;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = true;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++b->ndocs > 1) {
+                spec_issue_add(b->issues, "", mark_num(ev.start_mark.line),
+                               mark_num(ev.start_mark.column),
+                               "only one YAML document is allowed; a second one starts here");
+                done = true;
+            }
+            break;
+        case YAML_ALIAS_EVENT: {
+            char a[96];
+            const char *an = (const char *)ev.data.alias.anchor;
+            n = new_node(NK_SCALAR, &ev);
+            n->val = cgv_strdup("");
+            n->bad = true;
+            show(a, sizeof(a), an ? an : "", an ? strlen(an) : 0, 32);
+            builder_path(b, path, sizeof(path));
+            spec_issue_add(b->issues, path, n->line, n->col, "aliases are not allowed (*%s)", a);
+            attach(b, n);
+            break;
+        }
+        case YAML_SCALAR_EVENT:
+            n = new_node(NK_SCALAR, &ev);
+            n->len = ev.data.scalar.length;
+            n->val = cgv_malloc0(n->len + 1);
+            if (n->len)
+                memcpy(n->val, ev.data.scalar.value, n->len);
+            n->stype = ev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+                           ? resolve_plain(n->val, n->len)
+                           : ST_STR;
+            check_props(b, n, ev.data.scalar.anchor, ev.data.scalar.tag,
+                        ev.data.scalar.plain_implicit || ev.data.scalar.quoted_implicit);
+            attach(b, n);
+            break;
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT: {
+            bool map = ev.type == YAML_MAPPING_START_EVENT;
+            if (b->depth == SPEC_MAX_DEPTH) {
+                builder_path(b, path, sizeof(path));
+                spec_issue_add(b->issues, path, mark_num(ev.start_mark.line),
+                               mark_num(ev.start_mark.column),
+                               "nested too deeply (more than %d levels)", SPEC_MAX_DEPTH);
+                b->fatal = true;
+                done = true;
+                break;
+            }
+            n = new_node(map ? NK_MAP : NK_SEQ, &ev);
+            if (map)
+                check_props(b, n, ev.data.mapping_start.anchor, ev.data.mapping_start.tag,
+                            ev.data.mapping_start.implicit);
+            else
+                check_props(b, n, ev.data.sequence_start.anchor, ev.data.sequence_start.tag,
+                            ev.data.sequence_start.implicit);
+            attach(b, n);
+            b->stack[b->depth++] = n;
+            break;
+        }
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            if (b->depth > 0)
+                b->depth--;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&p);
+}
+
+/* ------------------------------------------------------------------ */
+/* Validation                                                          */
+
+typedef char spec_path_t[sizeof(((struct spec_issue *)0)->path)];
+
+static void describe(const struct ynode *n, char *buf, size_t cap)
+{
+    char v[96];
+
+    if (n->kind == NK_MAP) {
+        snprintf(buf, cap, "a mapping");
+        return;
+    }
+    if (n->kind == NK_SEQ) {
+        snprintf(buf, cap, "a list");
+        return;
+    }
+    show(v, sizeof(v), n->val, n->len, 40);
+    switch (n->stype) {
+    case ST_STR:
+        snprintf(buf, cap, "string \"%s\"", v);
+        break;
+    case ST_INT:
+        snprintf(buf, cap, "integer %s", v);
+        break;
+    case ST_FLOAT:
+        snprintf(buf, cap, "float %s", v);
+        break;
+    case ST_BOOL:
+        snprintf(buf, cap, "boolean %s", v);
+        break;
+    case ST_NULL:
+        snprintf(buf, cap, "null");
+        break;
+    }
+}
+
+static void issue_at(struct spec_issues *iss, const struct ynode *n, const char *path,
+                     const char *fmt, ...) CGV_PRINTF(4, 5);
+static void issue_at(struct spec_issues *iss, const struct ynode *n, const char *path,
+                     const char *fmt, ...)
+{
+    char msg[sizeof(((struct spec_issue *)0)->msg)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    spec_issue_add(iss, path, n->line, n->col, "%s", msg);
+}
+
+/* Plain decimal integer: [-+]?(0|[1-9][0-9]*). Returns 0, -1 when not
+ * decimal (0x.., 0o..), -2 for leading zeros. *overflow when > UINT64_MAX. */
+static int parse_dec(const char *s, size_t n, bool *neg, uint64_t *mag, bool *overflow)
+{
+    size_t i = 0;
+    uint64_t v = 0;
+
+    *neg = false;
+    *overflow = false;
+    if (n > 0 && (s[0] == '-' || s[0] == '+')) {
+        *neg = s[0] == '-';
+        i = 1;
+    }
+    if (i >= n || count_digits(s, n, i) != n - i)
+        return -1;
+    if (s[i] == '0' && n - i > 1)
+        return -2;
+    for (; i < n; i++) {
+        unsigned d = (unsigned)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) {
+            *overflow = true;
+            v = UINT64_MAX;
+        } else {
+            v = v * 10 + d;
+        }
+    }
+    *mag = v;
+    return 0;
+}
+
+static bool get_int(struct spec_issues *iss, const struct ynode *n, const char *path,
+                    long long min, long long max, long long *out)
+{
+    char d[160];
+    bool neg, ovf;
+    uint64_t mag = 0;
+    int rc;
+
+    if (n->bad)
+        return false;
+    if (n->kind != NK_SCALAR || n->stype != ST_INT) {
+        describe(n, d, sizeof(d));
+        issue_at(iss, n, path, "must be an integer, got %s", d);
+        return false;
+    }
+    show(d, sizeof(d), n->val, n->len, 40);
+    rc = parse_dec(n->val, n->len, &neg, &mag, &ovf);
+    if (rc == -2) {
+        issue_at(iss, n, path, "must be a plain decimal integer without leading zeros, got %s",
+                 d);
+        return false;
+    }
+    if (rc < 0) {
+        issue_at(iss, n, path, "must be a plain decimal integer, got %s", d);
+        return false;
+    }
+    if (!ovf && mag <= (uint64_t)LLONG_MAX) {
+        long long val = neg ? -(long long)mag : (long long)mag;
+        if (val >= min && val <= max) {
+            *out = val;
+            return true;
+        }
+    }
+    issue_at(iss, n, path, "must be between %lld and %lld, got %s", min, max, d);
+    return false;
+}
+
+/* A string scalar without NUL bytes. */
+static const char *get_str(struct spec_issues *iss, const struct ynode *n, const char *path,
+                           const char *what)
+{
+    char d[160];
+
+    if (n->bad)
+        return NULL;
+    if (n->kind != NK_SCALAR || n->stype != ST_STR) {
+        describe(n, d, sizeof(d));
+        issue_at(iss, n, path, "must be %s, got %s", what, d);
+        return NULL;
+    }
+    if (strlen(n->val) != n->len) {
+        issue_at(iss, n, path, "must not contain NUL characters");
+        return NULL;
+    }
+    return n->val;
+}
+
+static void get_name(struct spec_issues *iss, const struct ynode *n, const char *path,
+                     const char *label, char *dst, size_t cap)
+{
+    const char *s = get_str(iss, n, path, "a string");
+    char v[96], why[96] = "";
+    size_t len;
+
+    if (!s)
+        return;
+    if (cgv_name_valid(s)) {
+        cgv_strlcpy(dst, s, cap);
+        return;
+    }
+    len = strlen(s);
+    show(v, sizeof(v), s, len, 40);
+    for (size_t i = 0; i < len && !why[0]; i++)
+        if ((unsigned char)s[i] >= 0x80)
+            snprintf(why, sizeof(why), "contains a non-ASCII character");
+    if (why[0])
+        ;
+    else if (len == 0)
+        snprintf(why, sizeof(why), "must not be empty");
+    else if (len > SPEC_NAME_MAX)
+        snprintf(why, sizeof(why), "too long (%zu characters, at most %d)", len, SPEC_NAME_MAX);
+    else if (s[0] < 'a' || s[0] > 'z')
+        snprintf(why, sizeof(why), "must start with a lowercase letter");
+    else if (s[len - 1] == '-')
+        snprintf(why, sizeof(why), "must not end with '-'");
+    else {
+        size_t i = strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-");
+        char c[16];
+        show(c, sizeof(c), s + i, 1, 1);
+        snprintf(why, sizeof(why), "contains '%s'", c);
+    }
+    issue_at(iss, n, path, "invalid %s '%s': %s (" NAME_RULE ")", label, v, why);
+}
+
+#define MEM_HELP "a size such as 512MiB or 2GiB, or a whole number of MiB"
+
+static void get_memory(struct spec_issues *iss, const struct ynode *n, const char *path,
+                       uint64_t *out)
+{
+    static const struct {
+        const char *unit;
+        uint64_t kib;
+    } units[] = {
+        { "K", 1 }, { "KiB", 1 }, { "M", 1024 }, { "MiB", 1024 },
+        { "G", 1024 * 1024 }, { "GiB", 1024 * 1024 },
+        { "T", 1024ULL * 1024 * 1024 }, { "TiB", 1024ULL * 1024 * 1024 },
+    };
+    char d[160];
+    bool neg = false, ovf = false;
+    uint64_t num = 0, mib;
+    size_t nd, ulen;
+    const char *unit;
+
+    if (n->bad)
+        return;
+    if (n->kind != NK_SCALAR || (n->stype != ST_INT && n->stype != ST_STR)) {
+        describe(n, d, sizeof(d));
+        issue_at(iss, n, path, "must be " MEM_HELP ", got %s", d);
+        return;
+    }
+    show(d, sizeof(d), n->val, n->len, 40);
+    if (n->stype == ST_INT) {
+        int rc = parse_dec(n->val, n->len, &neg, &num, &ovf);
+        if (rc < 0) {
+            issue_at(iss, n, path, "must be " MEM_HELP ", got %s%s", d,
+                     rc == -2 ? " (leading zeros are ambiguous)" : "");
+            return;
+        }
+        mib = num;
+    } else {
+        uint64_t mult = 0;
+
+        if (strlen(n->val) != n->len) {
+            issue_at(iss, n, path, "must not contain NUL characters");
+            return;
+        }
+        nd = count_digits(n->val, n->len, 0);
+        unit = n->val + nd;
+        ulen = n->len - nd;
+        for (size_t i = 0; i < CGV_ARRAY_LEN(units); i++)
+            if (nd > 0 && mem_eq(unit, ulen, units[i].unit))
+                mult = units[i].kib;
+        if (mult == 0) {
+            static const char *const near_units[] = {
+                "k", "m", "g", "t", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib",
+            };
+            const char *why = "";
+            bool ci = false;
+            for (size_t i = 0; i < CGV_ARRAY_LEN(near_units) && !ci; i++) {
+                const char *u = near_units[i];
+                ci = strlen(u) == ulen;
+                for (size_t j = 0; ci && j < ulen; j++)
+                    ci = lower(unit[j]) == u[j];
+            }
+            if (nd > 0 && ulen == 0)
+                why = " (a quoted number needs a unit; a bare integer is MiB)";
+            else if (nd > 0 && ci)
+                why = " (units are binary and case-sensitive: KiB, MiB, GiB, TiB or K, M, G, T)";
+            issue_at(iss, n, path, "must be " MEM_HELP ", got \"%s\"%s", d, why);
+            return;
+        }
+        for (size_t i = 0; i < nd; i++) { /* a string is unambiguous: 0512MiB is 512 */
+            unsigned dg = (unsigned)(n->val[i] - '0');
+            if (num > (UINT64_MAX - dg) / 10)
+                ovf = true;
+            else
+                num = num * 10 + dg;
+        }
+        if (!ovf && num > UINT64_MAX / mult)
+            ovf = true;
+        if (!ovf && (num * mult) % 1024 != 0) {
+            issue_at(iss, n, path, "\"%s\" is not a whole number of MiB", d);
+            return;
+        }
+        mib = ovf ? UINT64_MAX : num * mult / 1024;
+    }
+    if (ovf || neg || mib < MEM_MIN_MIB || mib > MEM_MAX_MIB) {
+        issue_at(iss, n, path, "must be between 64MiB and 1TiB, got %s%s", d,
+                 n->stype == ST_INT ? "MiB" : "");
+        return;
+    }
+    *out = mib;
+}
+
+/* Four decimal octets, no leading zeros, usable as a unicast host address. */
+static bool get_addr(struct spec_issues *iss, const struct ynode *n, const char *path,
+                     char *dst, size_t cap)
+{
+    const char *s = get_str(iss, n, path, "an IPv4 address string");
+    struct in_addr a;
+    unsigned oct[4];
+    size_t i = 0, len;
+    char v[96];
+
+    if (!s)
+        return false;
+    len = strlen(s);
+    show(v, sizeof(v), s, len, 40);
+    for (int k = 0; k < 4; k++) {
+        size_t nd = count_digits(s, len, i);
+        if (nd == 0 || nd > 3) {
+            issue_at(iss, n, path,
+                     "invalid IPv4 address \"%s\": expected four numbers 0-255 separated by dots",
+                     v);
+            return false;
+        }
+        if (nd > 1 && s[i] == '0') {
+            issue_at(iss, n, path,
+                     "invalid IPv4 address \"%s\": leading zeros are ambiguous (octal or decimal?)",
+                     v);
+            return false;
+        }
+        oct[k] = 0;
+        for (size_t j = 0; j < nd; j++)
+            oct[k] = oct[k] * 10 + (unsigned)(s[i + j] - '0');
+        i += nd;
+        if (oct[k] > 255) {
+            issue_at(iss, n, path, "invalid IPv4 address \"%s\": %u is not in 0-255", v, oct[k]);
+            return false;
+        }
+        if (k < 3) {
+            if (i >= len || s[i] != '.') {
+                issue_at(iss, n, path,
+                         "invalid IPv4 address \"%s\": expected four numbers 0-255 separated by dots",
+                         v);
+                return false;
+            }
+            i++;
+        }
+    }
+    if (i != len || inet_pton(AF_INET, s, &a) != 1) {
+        issue_at(iss, n, path,
+                 "invalid IPv4 address \"%s\": expected four numbers 0-255 separated by dots", v);
+        return false;
+    }
+    if (oct[0] == 0 || oct[0] == 127 || oct[0] >= 224) {
+        issue_at(iss, n, path,
+                 "%s is not a usable host address (0.0.0.0/8, 127.0.0.0/8 and 224.0.0.0 and "
+                 "above are reserved)", v);
+        return false;
+    }
+    inet_ntop(AF_INET, &a, dst, (socklen_t)cap);
+    return true;
+}
+
+/* Walk a mapping's keys: unknown and duplicate fields are reported, the
+ * known ones land in vals[] (index of known[]). */
+static bool walk_map(struct spec_issues *iss, const struct ynode *map, const char *path,
+                     const char *const *known, size_t nknown, const struct ynode **vals,
+                     const struct ynode **keys)
+{
+    char d[160];
+    spec_path_t kp;
+
+    if (map->bad)
+        return false;
+    if (map->kind != NK_MAP) {
+        describe(map, d, sizeof(d));
+        issue_at(iss, map, path, "must be a mapping of fields, got %s", d);
+        return false;
+    }
+    for (size_t i = 0; i + 1 < map->n; i += 2) {
+        const struct ynode *k = map->items[i], *v = map->items[i + 1];
+        size_t f;
+
+        if (k->bad)
+            continue;
+        if (k->kind != NK_SCALAR) {
+            describe(k, d, sizeof(d));
+            issue_at(iss, k, path, "field names must be strings, got %s", d);
+            continue;
+        }
+        path_key(kp, sizeof(kp), path, k->val, k->len);
+        for (f = 0; f < nknown; f++)
+            if (mem_eq(k->val, k->len, known[f]))
+                break;
+        if (f == nknown) {
+            const char *hint = suggest(k->val, k->len, known, nknown);
+            show(d, sizeof(d), k->val, k->len, 40);
+            if (hint)
+                issue_at(iss, k, kp, "unknown field '%s' (did you mean '%s'?)", d, hint);
+            else
+                issue_at(iss, k, kp, "unknown field '%s'", d);
+            continue;
+        }
+        if (vals[f]) {
+            issue_at(iss, k, kp, "duplicate field '%s' (first at line %d, col %d)",
+                     known[f], keys[f]->line, keys[f]->col);
+            continue;
+        }
+        vals[f] = v;
+        keys[f] = k;
+    }
+    return true;
+}
+
+enum { F_NAME, F_INSTANCES, F_VCPUS, F_MEMORY, F_IMAGE, F_ACCEL, F_HEARTBEAT, F_NETWORKS, F_N };
+static const char *const top_fields[F_N] = {
+    "name", "instances", "vcpus", "memory", "image", "acceleration", "heartbeat_ms", "networks",
+};
+enum { NF_NETWORK, NF_ADDRESSES, NF_N };
+static const char *const net_fields[NF_N] = { "network", "addresses" };
+
+#define MAX_SEEN_ADDRS (SPEC_MAX_NETWORKS * SPEC_MAX_INSTANCES)
+
+struct vstate {
+    struct spec_issues *iss;
+    bool instances_ok;
+    unsigned instances;
+    size_t n_seen;
+    struct {
+        char ip[16];
+        int line, col;
+    } seen[MAX_SEEN_ADDRS];
+};
+
+static void check_network(struct vstate *vs, const struct ynode *item, const char *path,
+                          struct spec_network *dst)
+{
+    const struct ynode *vals[NF_N] = { 0 }, *keys[NF_N] = { 0 };
+    const struct ynode *al;
+    spec_path_t p;
+    char d[160];
+
+    if (!walk_map(vs->iss, item, path, net_fields, NF_N, vals, keys))
+        return;
+    path_key(p, sizeof(p), path, "network", 7);
+    if (!vals[NF_NETWORK])
+        issue_at(vs->iss, item, p, "required field 'network' is missing");
+    else if (dst)
+        get_name(vs->iss, vals[NF_NETWORK], p, "network name", dst->network,
+                 sizeof(dst->network));
+    else {
+        char tmp[SPEC_NAME_MAX + 1];
+        get_name(vs->iss, vals[NF_NETWORK], p, "network name", tmp, sizeof(tmp));
+    }
+
+    al = vals[NF_ADDRESSES];
+    if (!al || al->bad)
+        return;
+    path_key(p, sizeof(p), path, "addresses", 9);
+    if (al->kind != NK_SEQ) {
+        describe(al, d, sizeof(d));
+        issue_at(vs->iss, al, p, "must be a list of IPv4 addresses, got %s", d);
+        return;
+    }
+    if (dst && al->n > 0)
+        dst->addresses = cgv_malloc0(
+            (al->n < SPEC_MAX_INSTANCES ? al->n : SPEC_MAX_INSTANCES) * sizeof(struct spec_addr));
+    for (size_t j = 0; j < al->n; j++) {
+        const struct ynode *an = al->items[j];
+        spec_path_t ap;
+        char ip[INET_ADDRSTRLEN];
+        size_t k;
+
+        path_idx(ap, sizeof(ap), p, j);
+        if (!get_addr(vs->iss, an, ap, ip, sizeof(ip)))
+            continue;
+        if (!dst || j >= SPEC_MAX_INSTANCES)
+            continue; /* the count check reports these */
+        for (k = 0; k < vs->n_seen; k++)
+            if (strcmp(vs->seen[k].ip, ip) == 0)
+                break;
+        if (k < vs->n_seen) {
+            issue_at(vs->iss, an, ap, "address %s is used twice (first at line %d, col %d)",
+                     ip, vs->seen[k].line, vs->seen[k].col);
+            continue;
+        }
+        if (vs->n_seen < MAX_SEEN_ADDRS) {
+            cgv_strlcpy(vs->seen[vs->n_seen].ip, ip, sizeof(vs->seen[0].ip));
+            vs->seen[vs->n_seen].line = an->line;
+            vs->seen[vs->n_seen++].col = an->col;
+        }
+        cgv_strlcpy(dst->addresses[dst->n_addresses].ip, ip, sizeof(dst->addresses[0].ip));
+        dst->addresses[dst->n_addresses].line = an->line;
+        dst->addresses[dst->n_addresses].column = an->col;
+        dst->n_addresses++;
+    }
+    if (vs->instances_ok && al->n != 0 && al->n != vs->instances)
+        issue_at(vs->iss, al, p,
+                 "has %zu address%s but instances is %u: give one address per instance, or "
+                 "omit addresses to use the network's pool",
+                 al->n, al->n == 1 ? "" : "es", vs->instances);
+}
+
+static void check_networks(struct vstate *vs, const struct ynode *seq, struct spec_service *s)
+{
+    char d[160];
+    size_t keep;
+
+    if (seq->bad)
+        return;
+    if (seq->kind != NK_SEQ) {
+        describe(seq, d, sizeof(d));
+        issue_at(vs->iss, seq, "networks", "must be a list of networks, got %s", d);
+        return;
+    }
+    if (seq->n == 0) {
+        issue_at(vs->iss, seq, "networks",
+                 "must list at least one network (omit it to use network '" DEF_NETWORK "')");
+        return;
+    }
+    if (seq->n > SPEC_MAX_NETWORKS)
+        issue_at(vs->iss, seq, "networks", "at most %d networks are allowed, got %zu",
+                 SPEC_MAX_NETWORKS, seq->n);
+    keep = seq->n < SPEC_MAX_NETWORKS ? seq->n : SPEC_MAX_NETWORKS;
+    s->networks = cgv_malloc0(keep * sizeof(*s->networks));
+    s->n_networks = keep;
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct ynode *item = seq->items[i];
+        struct spec_network *dst = i < keep ? &s->networks[i] : NULL;
+        spec_path_t p;
+
+        path_idx(p, sizeof(p), "networks", i);
+        if (dst)
+            dst->line = item->line;
+        check_network(vs, item, p, dst);
+        if (!dst || !dst->network[0])
+            continue;
+        for (size_t k = 0; k < i; k++) {
+            if (strcmp(s->networks[k].network, dst->network) == 0) {
+                const struct ynode *nn = item; /* point at the name when we can */
+                for (size_t m = 0; m + 1 < item->n; m += 2)
+                    if (item->items[m]->kind == NK_SCALAR &&
+                        mem_eq(item->items[m]->val, item->items[m]->len, "network")) {
+                        nn = item->items[m + 1];
+                        break;
+                    }
+                spec_path_t np;
+                path_key(np, sizeof(np), p, "network", 7);
+                issue_at(vs->iss, nn, np, "network '%s' is listed twice (first at line %d)",
+                         dst->network, s->networks[k].line);
+                break;
+            }
+        }
+    }
+}
+
+static struct spec_service *validate(struct spec_issues *iss, const struct ynode *root)
+{
+    const struct ynode *vals[F_N] = { 0 }, *keys[F_N] = { 0 };
+    struct spec_service *s = cgv_malloc0(sizeof(*s));
+    struct vstate *vs = cgv_malloc0(sizeof(*vs));
+    long long v;
+    char d[160];
+
+    s->instances = DEF_INSTANCES;
+    s->vcpus = DEF_VCPUS;
+    s->memory_mib = DEF_MEMORY_MIB;
+    cgv_strlcpy(s->image, DEF_IMAGE, sizeof(s->image));
+    s->accel = SPEC_ACCEL_AUTO;
+    s->heartbeat_ms = DEF_HEARTBEAT_MS;
+    vs->iss = iss;
+
+    if (root->bad)
+        goto cleanup;
+    if (root->kind == NK_SCALAR && root->stype == ST_NULL) {
+        issue_at(iss, root, "", "the spec is empty");
+        goto cleanup;
+    }
+    if (root->kind != NK_MAP) {
+        describe(root, d, sizeof(d));
+        issue_at(iss, root, "",
+                 "the spec must be a mapping of fields (name: ..., instances: ...), got %s", d);
+        goto cleanup;
+    }
+    walk_map(iss, root, "", top_fields, F_N, vals, keys);
+
+    if (!vals[F_NAME])
+        issue_at(iss, root, "name", "required field 'name' is missing");
+    else
+        get_name(iss, vals[F_NAME], "name", "name", s->name, sizeof(s->name));
+    vs->instances_ok = true;
+    if (vals[F_INSTANCES]) {
+        vs->instances_ok = get_int(iss, vals[F_INSTANCES], "instances", 1, SPEC_MAX_INSTANCES, &v);
+        if (vs->instances_ok)
+            s->instances = (unsigned)v;
+    }
+    vs->instances = s->instances;
+    if (vals[F_VCPUS] && get_int(iss, vals[F_VCPUS], "vcpus", 1, 64, &v))
+        s->vcpus = (unsigned)v;
+    if (vals[F_MEMORY])
+        get_memory(iss, vals[F_MEMORY], "memory", &s->memory_mib);
+    if (vals[F_IMAGE])
+        get_name(iss, vals[F_IMAGE], "image", "image name", s->image, sizeof(s->image));
+    if (vals[F_ACCEL]) {
+        const char *a = get_str(iss, vals[F_ACCEL], "acceleration", "one of auto, kvm, tcg");
+        if (a && strcmp(a, "auto") == 0)
+            s->accel = SPEC_ACCEL_AUTO;
+        else if (a && strcmp(a, "kvm") == 0)
+            s->accel = SPEC_ACCEL_KVM;
+        else if (a && strcmp(a, "tcg") == 0)
+            s->accel = SPEC_ACCEL_TCG;
+        else if (a) {
+            show(d, sizeof(d), a, strlen(a), 40);
+            issue_at(iss, vals[F_ACCEL], "acceleration", "must be one of auto, kvm, tcg, got \"%s\"",
+                     d);
+        }
+    }
+    if (vals[F_HEARTBEAT] && get_int(iss, vals[F_HEARTBEAT], "heartbeat_ms", 10, 60000, &v))
+        s->heartbeat_ms = (unsigned)v;
+    if (vals[F_NETWORKS])
+        check_networks(vs, vals[F_NETWORKS], s);
+
+cleanup:
+    if (!s->networks) {
+        s->networks = cgv_malloc0(sizeof(*s->networks));
+        s->n_networks = 1;
+        cgv_strlcpy(s->networks[0].network, DEF_NETWORK, sizeof(s->networks[0].network));
+    }
+    free(vs);
+    return s;
+}
+
+/* Tree from jansson's parse, without positions: only for the rare valid
+ * JSON that libyaml refuses (surrogate-pair escapes, keys over 1024
+ * characters). Returns NULL when nested too deeply (reported). */
+static struct ynode *json_to_node(struct spec_issues *iss, json_t *j, size_t depth)
+{
+    struct ynode *n = cgv_malloc0(sizeof(*n));
+    const char *key;
+    json_t *v;
+    size_t i;
+
+    switch (json_typeof(j)) {
+    case JSON_OBJECT:
+    case JSON_ARRAY: {
+        bool obj = json_is_object(j);
+        size_t cnt = obj ? json_object_size(j) : json_array_size(j);
+
+        n->kind = obj ? NK_MAP : NK_SEQ;
+        if (depth >= SPEC_MAX_DEPTH) {
+            spec_issue_add(iss, "", 0, 0, "nested too deeply (more than %d levels)",
+                           SPEC_MAX_DEPTH);
+            free(n);
+            return NULL;
+        }
+        n->cap = cnt * (obj ? 2 : 1);
+        n->items = cgv_malloc0((n->cap ? n->cap : 1) * sizeof(n->items[0]));
+        if (obj) {
+            json_object_foreach(j, key, v) {
+                struct ynode *k = cgv_malloc0(sizeof(*k)), *c;
+                k->kind = NK_SCALAR;
+                k->stype = ST_STR;
+                k->val = cgv_strdup(key);
+                k->len = strlen(key);
+                n->items[n->n++] = k;
+                if (!(c = json_to_node(iss, v, depth + 1))) {
+                    node_free(n);
+                    return NULL;
+                }
+                n->items[n->n++] = c;
+            }
+        } else {
+            json_array_foreach(j, i, v) {
+                struct ynode *c = json_to_node(iss, v, depth + 1);
+                if (!c) {
+                    node_free(n);
+                    return NULL;
+                }
+                n->items[n->n++] = c;
+            }
+        }
+        return n;
+    }
+    case JSON_STRING:
+        n->stype = ST_STR;
+        n->len = json_string_length(j);
+        n->val = cgv_malloc0(n->len + 1);
+        memcpy(n->val, json_string_value(j), n->len);
+        break;
+    case JSON_INTEGER:
+        n->stype = ST_INT;
+        n->val = cgv_asprintf("%" JSON_INTEGER_FORMAT, json_integer_value(j));
+        break;
+    case JSON_REAL:
+        n->stype = ST_FLOAT;
+        n->val = cgv_asprintf("%.17g", json_real_value(j));
+        break;
+    case JSON_TRUE:
+    case JSON_FALSE:
+        n->stype = ST_BOOL;
+        n->val = cgv_strdup(json_is_true(j) ? "true" : "false");
+        break;
+    default:
+        n->stype = ST_NULL;
+        n->val = cgv_strdup("null");
+        break;
+    }
+    n->kind = NK_SCALAR;
+    if (n->stype != ST_STR)
+        n->len = strlen(n->val);
+    return n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Public entry points                                                 */
+
+void spec_free(struct spec_service *spec)
+{
+    if (!spec)
+        return;
+    for (size_t i = 0; spec->networks && i < spec->n_networks; i++)
+        free(spec->networks[i].addresses);
+    free(spec->networks);
+    free(spec);
+}
+
+int spec_parse(const char *text, size_t len, struct spec_service **out,
+               struct spec_issues *issues)
+{
+    struct spec_issues local;
+    struct builder b;
+    CGV_AUTOFREE char *copy = NULL;
+    struct spec_service *s = NULL;
+    json_t *json = NULL;
+    size_t i = 0;
+    int ret = -1;
+
+    if (out)
+        *out = NULL;
+    if (!issues)
+        issues = &local;
+    memset(issues, 0, sizeof(*issues));
+    memset(&b, 0, sizeof(b));
+    b.issues = issues;
+
+    if (!text && len > 0) {
+        spec_issue_add(issues, "", 0, 0, "no spec text");
+        goto cleanup;
+    }
+    if (len > SPEC_MAX_TEXT) {
+        spec_issue_add(issues, "", 0, 0, "the spec is too large (%zu bytes, at most %d)", len,
+                       SPEC_MAX_TEXT);
+        goto cleanup;
+    }
+    b.text = text ? text : "";
+    b.len = len;
+
+    while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+        i++;
+    if (i < len && text[i] == '{') {
+        json_error_t jerr;
+
+        json = json_loadb(text, len, 0, &jerr);
+        if (!json) {
+            spec_issue_add(issues, "", jerr.line > 0 ? jerr.line : 0,
+                           jerr.column > 0 ? jerr.column : 0,
+                           "JSON syntax error: %s (a spec that starts with '{' is read as JSON)",
+                           jerr.text);
+            goto cleanup;
+        }
+        /* Valid JSON has no raw tabs inside strings, so tabs are only
+         * whitespace: make them spaces (same positions) for libyaml. */
+        copy = cgv_malloc0(len + 1);
+        memcpy(copy, text, len);
+        for (size_t k = 0; k < len; k++)
+            if (copy[k] == '\t')
+                copy[k] = ' ';
+        b.text = copy;
+    }
+
+    build_tree(&b);
+    if (json && b.syntax_error) {
+        /* valid JSON that libyaml cannot read: use jansson's tree (every
+         * problem is still reported, without positions) */
+        memset(issues, 0, sizeof(*issues));
+        node_free(b.root);
+        b.root = json_to_node(issues, json, 0);
+        b.fatal = b.root == NULL;
+    }
+    if (b.fatal)
+        goto cleanup;
+    if (!b.root) {
+        spec_issue_add(issues, "", 0, 0, "the spec is empty");
+        goto cleanup;
+    }
+    s = validate(issues, b.root);
+    if (issues->n > 0 || issues->dropped > 0)
+        goto cleanup;
+    if (out)
+        *out = cgv_steal_ptr(&s);
+    ret = 0;
+
+cleanup:
+    json_decref(json);
+    spec_free(s);
+    node_free(b.root);
+    return ret;
+}
+
+json_t *spec_to_json(const struct spec_service *spec)
+{
+    json_t *o = NULL, *nets = NULL;
+    int rc = 0;
+
+    if (!spec)
+        return NULL;
+    o = json_object();
+    nets = json_array();
+    if (!o || !nets)
+        goto fail;
+    rc |= json_object_set_new(o, "name", json_string(spec->name));
+    rc |= json_object_set_new(o, "instances", json_integer(spec->instances));
+    rc |= json_object_set_new(o, "vcpus", json_integer(spec->vcpus));
+    rc |= json_object_set_new(o, "memory", json_sprintf("%" PRIu64 "MiB", spec->memory_mib));
+    rc |= json_object_set_new(o, "image", json_string(spec->image));
+    rc |= json_object_set_new(o, "acceleration", json_string(spec_accel_name(spec->accel)));
+    rc |= json_object_set_new(o, "heartbeat_ms", json_integer(spec->heartbeat_ms));
+    for (size_t i = 0; spec->networks && i < spec->n_networks; i++) {
+        const struct spec_network *n = &spec->networks[i];
+        json_t *no = json_object(), *addrs = json_array();
+
+        if (!no || !addrs) {
+            json_decref(no);
+            json_decref(addrs);
+            goto fail;
+        }
+        for (size_t k = 0; n->addresses && k < n->n_addresses; k++)
+            rc |= json_array_append_new(addrs, json_string(n->addresses[k].ip));
+        rc |= json_object_set_new(no, "network", json_string(n->network));
+        rc |= json_object_set_new(no, "addresses", addrs);
+        rc |= json_array_append_new(nets, no);
+    }
+    rc |= json_object_set_new(o, "networks", nets);
+    nets = NULL;
+    if (rc != 0)
+        goto fail;
+    return o;
+
+fail:
+    json_decref(nets);
+    json_decref(o);
+    return NULL;
+}
+
+static bool fixed_eq(const char *a, const char *b, size_t cap)
+{
+    return strncmp(a, b, cap) == 0;
+}
+
+int spec_equal(const struct spec_service *a, const struct spec_service *b)
+{
+    if (a == b)
+        return 1;
+    if (!a || !b)
+        return 0;
+    if (!fixed_eq(a->name, b->name, sizeof(a->name)) || a->instances != b->instances ||
+        a->vcpus != b->vcpus || a->memory_mib != b->memory_mib ||
+        !fixed_eq(a->image, b->image, sizeof(a->image)) || a->accel != b->accel ||
+        a->heartbeat_ms != b->heartbeat_ms || a->n_networks != b->n_networks)
+        return 0;
+    for (size_t i = 0; i < a->n_networks; i++) {
+        const struct spec_network *x = &a->networks[i], *y = &b->networks[i];
+        if (!fixed_eq(x->network, y->network, sizeof(x->network)) ||
+            x->n_addresses != y->n_addresses)
+            return 0;
+        for (size_t k = 0; k < x->n_addresses; k++)
+            if (!fixed_eq(x->addresses[k].ip, y->addresses[k].ip, sizeof(x->addresses[k].ip)))
+                return 0;
+    }
+    return 1;
+}

@@ -1,0 +1,114 @@
+/* spec.h — service specs: parse YAML or JSON text, validate, and render the
+ * canonical JSON form that cgvd stores and the API returns.
+ *
+ * The text is parsed with libyaml (JSON is YAML's flow subset; input that
+ * starts with '{' is first checked as strict JSON with jansson so that JSON
+ * syntax errors read as JSON errors). Validation collects every problem, each
+ * with its field path ("networks[0].addresses[1]") and the line/column where
+ * that field is in the text; nothing is returned unless all of it is valid.
+ *
+ * Format (see README "Service spec"):
+ *
+ *   name: demo                 # required, [a-z][a-z0-9-]*, <= 40 chars
+ *   instances: 2               # 1..64, default 1
+ *   vcpus: 1                   # 1..64, default 1
+ *   memory: 256MiB             # 64MiB..1TiB; bare integer = MiB; KiB/MiB/GiB/TiB or K/M/G/T
+ *   image: default             # guest image name, default "default"
+ *   acceleration: auto         # auto | kvm | tcg, default auto
+ *   heartbeat_ms: 1000         # agent heartbeat interval, 10..60000, default 1000
+ *   networks:                  # default: one interface on network "default"
+ *     - network: default       # a network cgvd manages
+ *       addresses: [10.77.0.10, 10.77.0.11]   # optional, one IPv4 per instance;
+ *                                             # omitted = from the network's pool
+ *
+ * Unknown fields are errors (they are usually typos).
+ */
+#ifndef SPEC_H
+#define SPEC_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cgv_common.h"
+
+#define SPEC_MAX_TEXT (256 * 1024)
+#define SPEC_MAX_INSTANCES 64
+#define SPEC_MAX_NETWORKS 8
+#define SPEC_MAX_ISSUES 64
+#define SPEC_NAME_MAX 40
+
+enum spec_accel { SPEC_ACCEL_AUTO = 0, SPEC_ACCEL_KVM, SPEC_ACCEL_TCG };
+
+struct spec_addr {
+    char ip[16]; /* dotted IPv4 */
+    int line;    /* where it was written, 0 if unknown */
+    int column;
+};
+
+struct spec_network {
+    char network[SPEC_NAME_MAX + 1];
+    size_t n_addresses;          /* 0, or == instances */
+    struct spec_addr *addresses; /* owned */
+    int line;                    /* line of this list item */
+};
+
+struct spec_service {
+    char name[SPEC_NAME_MAX + 1];
+    unsigned instances;
+    unsigned vcpus;
+    uint64_t memory_mib;
+    char image[SPEC_NAME_MAX + 1];
+    enum spec_accel accel;
+    unsigned heartbeat_ms;
+    size_t n_networks;
+    struct spec_network *networks; /* owned */
+};
+
+/* One validation problem. path is "" for the document itself. */
+struct spec_issue {
+    char path[128];
+    int line;   /* 1-based; 0 when not known */
+    int column; /* 1-based; 0 when not known */
+    char msg[256];
+};
+
+struct spec_issues {
+    size_t n;
+    size_t dropped; /* issues beyond SPEC_MAX_ISSUES, counted only */
+    struct spec_issue items[SPEC_MAX_ISSUES];
+};
+
+/* Parse and validate text[len]. On success returns 0 and *out (caller frees
+ * with spec_free). On failure returns -1, *out stays NULL and issues lists
+ * every problem found (at least one). *issues is reset first; out and issues
+ * may be NULL (validation only). text need not be NUL-terminated. */
+int spec_parse(const char *text, size_t len, struct spec_service **out,
+               struct spec_issues *issues) CGV_WUR;
+
+void spec_free(struct spec_service *spec);
+
+/* Canonical JSON (new reference): every field present, defaults filled in,
+ * memory as a string in MiB ("256MiB"), networks with their addresses
+ * (empty list when from the pool). spec_parse() of its dump gives an equal
+ * spec. */
+json_t *spec_to_json(const struct spec_service *spec);
+
+/* Deep equality of two specs (what apply uses to say "unchanged"). */
+int spec_equal(const struct spec_service *a, const struct spec_service *b);
+
+/* Add an issue (used by cgvd's host-side checks too, e.g. an address outside
+ * the network's subnet). Issues stay sorted by (line, column), line 0 first;
+ * beyond SPEC_MAX_ISSUES the latest in the text are only counted. Bytes
+ * outside printable ASCII in path and message become '?'. */
+void spec_issue_add(struct spec_issues *issues, const char *path, int line,
+                    int column, const char *fmt, ...) CGV_PRINTF(5, 6);
+
+/* "invalid spec: 3 problems" + one line per issue ("line 4, col 3:
+ * networks[0].addresses[1]: ..."), for logs and plain-text errors.
+ * Caller frees. */
+char *spec_issues_format(const struct spec_issues *issues);
+
+const char *spec_accel_name(enum spec_accel a);
+
+#endif

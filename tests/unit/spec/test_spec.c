@@ -1,0 +1,844 @@
+/* Unit tests for service specs.
+ *
+ * Fixtures: every tests/fixtures/spec/{valid,invalid}-*.{yaml,json} is parsed;
+ * the output (canonical JSON for valid ones, spec_issues_format() for invalid
+ * ones) must equal the sibling <base>.expected byte for byte. Run with
+ * REGENERATE=1 to rewrite the .expected files, then review the diff. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "spec.h"
+
+#ifndef SPEC_FIXTURES
+#error "SPEC_FIXTURES must name the fixture directory"
+#endif
+
+#define FIXTURE_MAX (4 * 1024 * 1024)
+
+/* ------------------------------------------------------------------ */
+/* helpers                                                             */
+
+static struct spec_service *parse_ok(const char *text)
+{
+    struct spec_service *s = NULL;
+    struct spec_issues iss;
+
+    if (spec_parse(text, strlen(text), &s, &iss) != 0) {
+        char *f = spec_issues_format(&iss);
+        print_error("unexpected failure for:\n%s\n%s\n", text, f);
+        free(f);
+        fail();
+    }
+    assert_non_null(s);
+    assert_int_equal(iss.n, 0);
+    return s;
+}
+
+/* Parse text that must fail; returns the formatted issues (caller frees). */
+static char *parse_bad(const char *text, size_t len, struct spec_issues *iss)
+{
+    struct spec_service *s = (struct spec_service *)0x1;
+
+    assert_int_equal(spec_parse(text, len, &s, iss), -1);
+    assert_null(s);
+    assert_true(iss->n >= 1);
+    return spec_issues_format(iss);
+}
+
+static void assert_contains(const char *hay, const char *needle)
+{
+    assert_non_null(hay);
+    if (!strstr(hay, needle)) {
+        print_error("expected to find \"%s\" in:\n%s\n", needle, hay ? hay : "(null)");
+        fail();
+    }
+}
+
+static char *canonical_text(const struct spec_service *s, size_t flags)
+{
+    json_t *j = spec_to_json(s);
+    char *t;
+
+    assert_non_null(j);
+    t = json_dumps(j, flags);
+    json_decref(j);
+    assert_non_null(t);
+    return t;
+}
+
+/* The canonical JSON must parse back to an equal spec with the same
+ * canonical form. */
+static void assert_round_trip(const struct spec_service *s)
+{
+    char *compact = canonical_text(s, JSON_COMPACT);
+    char *pretty = canonical_text(s, JSON_INDENT(2));
+    struct spec_service *back = parse_ok(compact);
+    struct spec_service *back2 = parse_ok(pretty);
+    char *again = canonical_text(back, JSON_COMPACT);
+
+    assert_true(spec_equal(s, back));
+    assert_true(spec_equal(s, back2));
+    assert_string_equal(compact, again);
+    spec_free(back);
+    spec_free(back2);
+    free(compact);
+    free(pretty);
+    free(again);
+}
+
+/* After any parse: either a spec and no issues, or no spec and issues. */
+static void check_contract(const char *text, size_t len)
+{
+    struct spec_service *s = NULL;
+    struct spec_issues iss;
+    int rc = spec_parse(text, len, &s, &iss);
+
+    if (rc == 0) {
+        assert_non_null(s);
+        assert_int_equal(iss.n, 0);
+        assert_round_trip(s);
+        spec_free(s);
+    } else {
+        char *f;
+        assert_int_equal(rc, -1);
+        assert_null(s);
+        assert_true(iss.n >= 1 && iss.n <= SPEC_MAX_ISSUES);
+        for (size_t i = 1; i < iss.n; i++) {
+            const struct spec_issue *a = &iss.items[i - 1], *b = &iss.items[i];
+            assert_true(a->line < b->line || (a->line == b->line && a->column <= b->column));
+        }
+        f = spec_issues_format(&iss);
+        assert_non_null(f);
+        free(f);
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* fixtures                                                            */
+
+struct fixture {
+    char input[512];
+    char expected[512];
+    char base[256];
+    bool valid;
+};
+
+static bool has_suffix(const char *s, const char *suf)
+{
+    size_t a = strlen(s), b = strlen(suf);
+    return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted file names in the fixture directory. */
+static char **list_dir(size_t *count)
+{
+    DIR *d = opendir(SPEC_FIXTURES);
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        names = realloc(names, (n + 1) * sizeof(*names));
+        names[n++] = strdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof(*names), name_cmp);
+    *count = n;
+    return names;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+static void test_fixture(void **state)
+{
+    const struct fixture *fx = *state;
+    struct spec_service *s = NULL;
+    struct spec_issues iss;
+    struct cgv_error err = { 0 };
+    char *text = NULL, *want = NULL, *got = NULL, *out;
+    size_t len = 0, wlen = 0;
+    int rc;
+
+    assert_int_equal(cgv_read_file(fx->input, FIXTURE_MAX, &text, &len, &err), 0);
+    rc = spec_parse(text, len, &s, &iss);
+    if (fx->valid) {
+        if (rc != 0) {
+            char *f = spec_issues_format(&iss);
+            print_error("%s should be valid:\n%s\n", fx->input, f);
+            free(f);
+            free(text);
+            fail();
+        }
+        assert_round_trip(s);
+        out = canonical_text(s, JSON_INDENT(2));
+    } else {
+        assert_int_equal(rc, -1);
+        assert_null(s);
+        assert_true(iss.n >= 1);
+        out = spec_issues_format(&iss);
+    }
+    got = cgv_asprintf("%s\n", out);
+    free(out);
+    spec_free(s);
+    free(text);
+
+    if (getenv("REGENERATE") && strcmp(getenv("REGENERATE"), "1") == 0) {
+        assert_int_equal(cgv_write_file_atomic(fx->expected, got, strlen(got), 0644, &err), 0);
+        free(got);
+        return;
+    }
+    if (cgv_read_file(fx->expected, FIXTURE_MAX, &want, &wlen, &err) != 0) {
+        print_error("%s: %s (run with REGENERATE=1 to create it)\n", fx->expected, err.msg);
+        free(got);
+        fail();
+    }
+    if (strcmp(want, got) != 0)
+        print_error("%s differs.\n--- expected\n%s--- got\n%s", fx->expected, want, got);
+    assert_string_equal(want, got);
+    free(want);
+    free(got);
+}
+
+/* The fixture set itself: enough of them, unique base names, no stale
+ * .expected file without an input. */
+static void test_fixture_set(void **state)
+{
+    size_t n, inputs = 0, valid = 0, invalid = 0;
+    char **names = list_dir(&n);
+
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = names[i];
+        bool is_input = has_suffix(nm, ".yaml") || has_suffix(nm, ".json");
+
+        if (is_input) {
+            size_t bl = strlen(nm) - 5;
+            inputs++;
+            if (strncmp(nm, "valid-", 6) == 0)
+                valid++;
+            else if (strncmp(nm, "invalid-", 8) == 0)
+                invalid++;
+            else {
+                print_error("fixture %s must start with valid- or invalid-\n", nm);
+                fail();
+            }
+            for (size_t k = 0; k < n; k++) {
+                if (k != i && (has_suffix(names[k], ".yaml") || has_suffix(names[k], ".json")) &&
+                    strlen(names[k]) == strlen(nm) && strncmp(names[k], nm, bl) == 0) {
+                    print_error("fixtures %s and %s share a base name\n", nm, names[k]);
+                    fail();
+                }
+            }
+        } else if (has_suffix(nm, ".expected")) {
+            size_t bl = strlen(nm) - strlen(".expected");
+            bool found = false;
+            for (size_t k = 0; k < n && !found; k++)
+                found = strlen(names[k]) == bl + 5 && strncmp(names[k], nm, bl) == 0 &&
+                        (has_suffix(names[k], ".yaml") || has_suffix(names[k], ".json"));
+            if (!found) {
+                print_error("stale %s: no input for it\n", nm);
+                fail();
+            }
+        } else {
+            print_error("unexpected file %s in the fixture directory\n", nm);
+            fail();
+        }
+    }
+    free_names(names, n);
+    assert_true(valid >= 8);
+    assert_true(invalid >= 30);
+    assert_int_equal(inputs, valid + invalid);
+}
+
+/* Mutations of every valid fixture (flip, delete, insert, truncate) must
+ * keep the parse contract and never crash or leak. */
+static void test_fixture_mutations(void **state)
+{
+    size_t n;
+    char **names = list_dir(&n);
+    uint64_t x = 0x9e3779b97f4a7c15ULL;
+    static const char specials[] = "\0\t\n\r{}[]:,-&*!'\"#%@`|> \xff\xc3";
+
+    (void)state;
+    for (size_t i = 0; i < n; i++) {
+        char path[512];
+        char *text = NULL;
+        size_t len = 0;
+        struct cgv_error err = { 0 };
+
+        if (strncmp(names[i], "valid-", 6) != 0 || has_suffix(names[i], ".expected"))
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", SPEC_FIXTURES, names[i]);
+        assert_int_equal(cgv_read_file(path, FIXTURE_MAX, &text, &len, &err), 0);
+        for (int m = 0; m < 200; m++) {
+            char *buf = malloc(len + 2);
+            size_t blen = len, at;
+            memcpy(buf, text, len);
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            at = len ? (size_t)(x % len) : 0;
+            switch ((x >> 32) % 4) {
+            case 0: /* replace a byte */
+                if (blen)
+                    buf[at] = specials[(x >> 40) % (sizeof(specials) - 1)];
+                break;
+            case 1: /* delete a byte */
+                if (blen) {
+                    memmove(buf + at, buf + at + 1, blen - at - 1);
+                    blen--;
+                }
+                break;
+            case 2: /* insert a byte */
+                memmove(buf + at + 1, buf + at, blen - at);
+                buf[at] = specials[(x >> 40) % (sizeof(specials) - 1)];
+                blen++;
+                break;
+            default: /* truncate */
+                blen = at;
+                break;
+            }
+            check_contract(buf, blen);
+            free(buf);
+        }
+        free(text);
+    }
+    free_names(names, n);
+}
+
+/* ------------------------------------------------------------------ */
+/* direct tests                                                        */
+
+static void test_defaults(void **state)
+{
+    struct spec_service *s = parse_ok("name: demo\n");
+
+    (void)state;
+    assert_string_equal(s->name, "demo");
+    assert_int_equal(s->instances, 1);
+    assert_int_equal(s->vcpus, 1);
+    assert_int_equal(s->memory_mib, 256);
+    assert_string_equal(s->image, "default");
+    assert_int_equal(s->accel, SPEC_ACCEL_AUTO);
+    assert_int_equal(s->heartbeat_ms, 1000);
+    assert_int_equal(s->n_networks, 1);
+    assert_string_equal(s->networks[0].network, "default");
+    assert_int_equal(s->networks[0].n_addresses, 0);
+    spec_free(s);
+}
+
+static void test_canonical_json(void **state)
+{
+    struct spec_service *s;
+    char *t;
+
+    (void)state;
+    s = parse_ok("name: demo\n");
+    t = canonical_text(s, JSON_COMPACT);
+    assert_string_equal(t, "{\"name\":\"demo\",\"instances\":1,\"vcpus\":1,\"memory\":\"256MiB\","
+                           "\"image\":\"default\",\"acceleration\":\"auto\",\"heartbeat_ms\":1000,"
+                           "\"networks\":[{\"network\":\"default\",\"addresses\":[]}]}");
+    free(t);
+    spec_free(s);
+
+    s = parse_ok("name: web\ninstances: 2\nvcpus: 4\nmemory: 2GiB\nimage: alpine\n"
+                 "acceleration: tcg\nheartbeat_ms: 250\nnetworks:\n"
+                 "  - network: front\n    addresses: [10.77.0.10, 10.77.0.11]\n"
+                 "  - network: back\n");
+    t = canonical_text(s, JSON_COMPACT);
+    assert_string_equal(t, "{\"name\":\"web\",\"instances\":2,\"vcpus\":4,\"memory\":\"2048MiB\","
+                           "\"image\":\"alpine\",\"acceleration\":\"tcg\",\"heartbeat_ms\":250,"
+                           "\"networks\":[{\"network\":\"front\",\"addresses\":"
+                           "[\"10.77.0.10\",\"10.77.0.11\"]},"
+                           "{\"network\":\"back\",\"addresses\":[]}]}");
+    assert_round_trip(s);
+    /* where each thing was written */
+    assert_int_equal(s->networks[0].line, 9);
+    assert_int_equal(s->networks[1].line, 11);
+    assert_int_equal(s->networks[0].addresses[1].line, 10);
+    assert_int_equal(s->networks[0].addresses[1].column, 29);
+    free(t);
+    spec_free(s);
+}
+
+static void test_equal(void **state)
+{
+    const char *base = "name: a\ninstances: 2\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n";
+    const char *variants[] = {
+        "name: b\ninstances: 2\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nvcpus: 2\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nmemory: 512\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nimage: x\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nacceleration: kvm\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nheartbeat_ms: 999\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nnetworks:\n - network: m\n   addresses: [10.0.0.1, 10.0.0.2]\n",
+        "name: a\ninstances: 2\nnetworks:\n - network: n\n   addresses: [10.0.0.2, 10.0.0.1]\n",
+        "name: a\ninstances: 2\nnetworks:\n - network: n\n",
+        "name: a\ninstances: 2\nnetworks:\n - network: n\n   addresses: [10.0.0.1, 10.0.0.2]\n - network: o\n",
+        "name: a\ninstances: 1\n",
+    };
+    struct spec_service *a = parse_ok(base);
+    struct spec_service *a2 = parse_ok("{\"name\": \"a\", \"instances\": 2, \"networks\": "
+                                       "[{\"network\": \"n\", \"addresses\": "
+                                       "[\"10.0.0.1\", \"10.0.0.2\"]}], \"memory\": \"256M\"}");
+
+    (void)state;
+    assert_true(spec_equal(a, a2));
+    assert_true(spec_equal(a, a));
+    assert_true(spec_equal(NULL, NULL));
+    assert_false(spec_equal(a, NULL));
+    assert_false(spec_equal(NULL, a));
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+        struct spec_service *b = parse_ok(variants[i]);
+        if (spec_equal(a, b) || spec_equal(b, a)) {
+            print_error("variant %zu compares equal\n", i);
+            fail();
+        }
+        spec_free(b);
+    }
+    spec_free(a);
+    spec_free(a2);
+}
+
+struct int_case {
+    const char *value;
+    long long want; /* -1: invalid */
+};
+
+static void test_integers(void **state)
+{
+    static const struct int_case cases[] = {
+        { "1", 1 }, { "64", 64 }, { "+3", 3 }, { "0", -1 }, { "65", -1 }, { "-1", -1 },
+        { "-0", -1 }, { "007", -1 }, { "0x10", -1 }, { "0o7", -1 }, { "2.5", -1 },
+        { "2.0", -1 }, { "1e1", -1 }, { "\"2\"", -1 }, { "'2'", -1 }, { "true", -1 },
+        { "yes", -1 }, { "~", -1 }, { "", -1 }, { "[2]", -1 }, { "{a: 1}", -1 },
+        { "1_0", -1 }, { "99999999999999999999999999", -1 },
+        { "-9223372036854775808", -1 }, { "18446744073709551616", -1 },
+        { "!!int 5", 5 }, { "!!int \"6\"", 6 }, { "!!str 5", -1 }, { "!!int five", -1 },
+        { ".inf", -1 }, { ".nan", -1 }, { "! 5", -1 }, { "!!float 5", -1 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = cgv_asprintf("name: a\ninstances: %s\n", cases[i].value);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+
+        if ((rc == 0) != (cases[i].want >= 0)) {
+            print_error("instances: %s: rc %d\n", cases[i].value, rc);
+            fail();
+        }
+        if (rc == 0) {
+            assert_int_equal(s->instances, cases[i].want);
+        } else {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "instances");
+            assert_int_equal(iss.items[0].line, 2);
+        }
+        spec_free(s);
+        free(t);
+    }
+}
+
+static void test_memory(void **state)
+{
+    static const struct {
+        const char *value;
+        long long mib; /* -1: invalid */
+    } cases[] = {
+        { "64", 64 }, { "256", 256 }, { "1048576", 1048576 }, { "63", -1 },
+        { "1048577", -1 }, { "256MiB", 256 }, { "256M", 256 }, { "\"512MiB\"", 512 },
+        { "2GiB", 2048 }, { "2G", 2048 }, { "1TiB", 1048576 }, { "1T", 1048576 },
+        { "2TiB", -1 }, { "65536KiB", 64 }, { "65536K", 64 }, { "66560KiB", 65 },
+        { "66000KiB", -1 }, { "1536KiB", -1 }, { "0MiB", -1 }, { "32MiB", -1 },
+        { "\"256\"", -1 }, { "256MB", -1 }, { "256mib", -1 }, { "256 MiB", -1 },
+        { "1.5GiB", -1 }, { "1.5", -1 }, { "-256", -1 }, { "-256MiB", -1 },
+        { "MiB", -1 }, { "0x100", -1 }, { "0100", -1 }, { "true", -1 }, { "[1]", -1 },
+        { "99999999999999999999999999TiB", -1 }, { "18014398509481984KiB", -1 },
+        { "17592186044416TiB", -1 }, { "18446744073709551615", -1 }, { "~", -1 },
+        { "00000000000000000000000000000000512MiB", 512 },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = cgv_asprintf("name: a\nmemory: %s\n", cases[i].value);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+
+        if ((rc == 0) != (cases[i].mib >= 0)) {
+            char *f = spec_issues_format(&iss);
+            print_error("memory: %s: rc %d\n%s\n", cases[i].value, rc, rc ? f : "");
+            free(f);
+            fail();
+        }
+        if (rc == 0) {
+            assert_int_equal(s->memory_mib, cases[i].mib);
+        } else {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "memory");
+            assert_int_equal(iss.items[0].line, 2);
+            assert_int_equal(iss.items[0].column, 9);
+        }
+        spec_free(s);
+        free(t);
+    }
+}
+
+static void test_addresses(void **state)
+{
+    static const struct {
+        const char *ip;
+        bool ok;
+    } cases[] = {
+        { "10.77.0.10", true }, { "192.168.1.1", true }, { "1.2.3.4", true },
+        { "223.255.255.254", true }, { "10.0.0.0", true }, { "10.077.0.10", false },
+        { "10.77.0.256", false }, { "10.77.0", false }, { "10.77.0.1.2", false },
+        { "\"10.77.0.1 \"", false }, { "10.77.0.1 ", true }, { "a.b.c.d", false }, { "0.0.0.0", false },
+        { "127.0.0.1", false }, { "224.0.0.1", false }, { "255.255.255.255", false },
+        { "\"::1\"", false }, { "10.77.0.-1", false }, { "1000.1.1.1", false },
+        { "10..0.1", false }, { "\"10.77.0.10\"", true }, { "10.77.0.10/24", false },
+        { "0x0a.0.0.1", false }, { "1", false }, { "1.5", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = cgv_asprintf("name: a\nnetworks:\n  - network: n\n    addresses: [%s]\n",
+                               cases[i].ip);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+
+        if ((rc == 0) != cases[i].ok) {
+            print_error("address %s: rc %d\n", cases[i].ip, rc);
+            fail();
+        }
+        if (rc != 0) {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "networks[0].addresses[0]");
+            assert_int_equal(iss.items[0].line, 4);
+            assert_int_equal(iss.items[0].column, 17);
+        }
+        spec_free(s);
+        free(t);
+    }
+}
+
+static void test_issue_add_order_and_cap(void **state)
+{
+    struct spec_issues iss;
+    char *f;
+
+    (void)state;
+    memset(&iss, 0, sizeof(iss));
+    spec_issue_add(&iss, "b", 5, 1, "five");
+    spec_issue_add(&iss, "a", 2, 7, "two");
+    spec_issue_add(&iss, "", 0, 0, "doc");
+    spec_issue_add(&iss, "c", 5, 1, "five again");
+    spec_issue_add(&iss, "d\n\x01\xff", 3, 0, "ctl \x1b[31m");
+    assert_int_equal(iss.n, 5);
+    f = spec_issues_format(&iss);
+    assert_string_equal(f, "invalid spec: 5 problems\n"
+                           "doc\n"
+                           "line 2, col 7: a: two\n"
+                           "line 3: d???: ctl ?[31m\n"
+                           "line 5, col 1: b: five\n"
+                           "line 5, col 1: c: five again");
+    free(f);
+
+    /* Past the cap only the count grows, and the earliest issues stay. */
+    memset(&iss, 0, sizeof(iss));
+    for (int i = 100; i > 0; i--)
+        spec_issue_add(&iss, "x", i, 1, "issue %d", i);
+    assert_int_equal(iss.n, SPEC_MAX_ISSUES);
+    assert_int_equal(iss.dropped, 100 - SPEC_MAX_ISSUES);
+    for (int i = 0; i < SPEC_MAX_ISSUES; i++)
+        assert_int_equal(iss.items[i].line, i + 1);
+    f = spec_issues_format(&iss);
+    assert_contains(f, "invalid spec: 100 problems\nline 1, col 1: x: issue 1\n");
+    assert_contains(f, "\nline 64, col 1: x: issue 64\n(36 more not shown)");
+    free(f);
+
+    spec_issue_add(NULL, "x", 1, 1, "ignored");
+    f = spec_issues_format(NULL);
+    assert_string_equal(f, "no problems");
+    free(f);
+    memset(&iss, 0, sizeof(iss));
+    spec_issue_add(&iss, "name", 1, 3, "one");
+    f = spec_issues_format(&iss);
+    assert_string_equal(f, "invalid spec: 1 problem\nline 1, col 3: name: one");
+    free(f);
+}
+
+static void test_null_and_edges(void **state)
+{
+    struct spec_issues iss;
+    struct spec_service *s = NULL;
+    char *f;
+
+    (void)state;
+    f = parse_bad(NULL, 0, &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\nthe spec is empty");
+    free(f);
+    f = parse_bad(NULL, 5, &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\nno spec text");
+    free(f);
+    /* out and issues may be NULL (validation only) */
+    assert_int_equal(spec_parse("name: a", 7, NULL, NULL), 0);
+    assert_int_equal(spec_parse("name: A", 7, NULL, NULL), -1);
+    /* text need not be NUL-terminated: only len bytes are read */
+    assert_int_equal(spec_parse("name: abcXXXX", 9, &s, NULL), 0);
+    assert_string_equal(s->name, "abc");
+    spec_free(s);
+    spec_free(NULL);
+    assert_null(spec_to_json(NULL));
+    assert_string_equal(spec_accel_name(SPEC_ACCEL_AUTO), "auto");
+    assert_string_equal(spec_accel_name(SPEC_ACCEL_KVM), "kvm");
+    assert_string_equal(spec_accel_name(SPEC_ACCEL_TCG), "tcg");
+    assert_string_equal(spec_accel_name((enum spec_accel)42), "unknown");
+}
+
+static void test_size_limit(void **state)
+{
+    struct spec_issues iss;
+    struct spec_service *s = NULL;
+    char *big = malloc(SPEC_MAX_TEXT + 2), *f;
+    const char *head = "name: big\n";
+
+    (void)state;
+    /* exactly at the limit: fine */
+    memset(big, '#', SPEC_MAX_TEXT);
+    memcpy(big, head, strlen(head));
+    big[SPEC_MAX_TEXT - 1] = '\n';
+    assert_int_equal(spec_parse(big, SPEC_MAX_TEXT, &s, &iss), 0);
+    assert_string_equal(s->name, "big");
+    spec_free(s);
+    /* one byte more: refused before parsing */
+    big[SPEC_MAX_TEXT] = '\n';
+    f = parse_bad(big, SPEC_MAX_TEXT + 1, &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\n"
+                           "the spec is too large (262145 bytes, at most 262144)");
+    free(f);
+    free(big);
+}
+
+static char *repeat(const char *head, const char *unit, size_t times, const char *tail)
+{
+    size_t hl = strlen(head), ul = strlen(unit), tl = strlen(tail);
+    char *t = malloc(hl + ul * times + tl + 1);
+
+    memcpy(t, head, hl);
+    for (size_t i = 0; i < times; i++)
+        memcpy(t + hl + i * ul, unit, ul);
+    memcpy(t + hl + ul * times, tail, tl + 1);
+    return t;
+}
+
+static void test_deep_nesting(void **state)
+{
+    struct spec_issues iss;
+    char *t, *f, *u;
+
+    (void)state;
+    /* flow: 100k levels, far past any stack */
+    t = repeat("name: deep\nnetworks: ", "[", 100000, "");
+    f = parse_bad(t, strlen(t), &iss);
+    assert_int_equal(iss.n, 1);
+    assert_contains(f, "nested too deeply");
+    assert_int_equal(iss.items[0].line, 2);
+    free(f);
+    free(t);
+    /* block sequences */
+    t = repeat("name: deep\nnetworks:\n", "- ", 50000, "x\n");
+    f = parse_bad(t, strlen(t), &iss);
+    assert_contains(f, "nested too deeply");
+    free(f);
+    free(t);
+    /* JSON: jansson's own depth limit first */
+    t = repeat("{\"name\": \"deep\", \"x\": ", "[", 5000, "");
+    f = parse_bad(t, strlen(t), &iss);
+    assert_contains(f, "JSON syntax error");
+    free(f);
+    free(t);
+    /* JSON that is valid but deeper than we allow */
+    t = repeat("{\"name\": \"deep\", \"x\": ", "[", 40, "");
+    u = repeat(t, "]", 40, "}");
+    f = parse_bad(u, strlen(u), &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\n"
+                           "line 1, col 54: x[0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0][0]"
+                           "[0][0][0][0][0][0][0][0][0][0][0][0][0][0]: nested too deeply "
+                           "(more than 32 levels)");
+    free(f);
+    free(u);
+    free(t);
+}
+
+static void test_many_problems(void **state)
+{
+    struct spec_issues iss;
+    char *t = NULL, *f;
+    size_t len = 0, cap = 0;
+
+    (void)state;
+    /* thousands of unknown fields: the first ones in the text are kept */
+    for (int i = 0; i < 5000; i++) {
+        char line[64];
+        int n = snprintf(line, sizeof(line), "field%d: %d\n", i, i);
+        if (len + (size_t)n + 1 > cap) {
+            cap = (cap + (size_t)n + 1) * 2;
+            t = realloc(t, cap);
+        }
+        memcpy(t + len, line, (size_t)n + 1);
+        len += (size_t)n;
+    }
+    f = parse_bad(t, len, &iss);
+    assert_int_equal(iss.n, SPEC_MAX_ISSUES);
+    assert_int_equal(iss.dropped, 5001 - SPEC_MAX_ISSUES); /* + missing name */
+    assert_string_equal(iss.items[0].path, "field0");
+    assert_contains(f, "invalid spec: 5001 problems\n");
+    assert_contains(f, "(4937 more not shown)");
+    free(f);
+    free(t);
+}
+
+static void test_alias_bomb(void **state)
+{
+    struct spec_issues iss;
+    const char *bomb = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+                       "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                       "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                       "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                       "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\n"
+                       "f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+                       "g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n"
+                       "h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n"
+                       "i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]\n"
+                       "name: *i\n";
+    char *f = parse_bad(bomb, strlen(bomb), &iss);
+
+    (void)state;
+    assert_contains(f, "line 1, col 4: a: anchors and aliases are not allowed (&a)");
+    assert_contains(f, "\nline 2, col 8: b[0]: aliases are not allowed (*a)\n");
+    assert_true(iss.dropped > 0);
+    free(f);
+}
+
+static void test_random_garbage(void **state)
+{
+    uint64_t x = 88172645463325252ULL;
+    char buf[600];
+
+    (void)state;
+    for (int i = 0; i < 3000; i++) {
+        size_t len;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        len = (size_t)(x % sizeof(buf));
+        for (size_t k = 0; k < len; k++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            /* mostly YAML-ish bytes, some of anything (NUL included) */
+            if (i % 3 == 0)
+                buf[k] = (char)(x & 0xff);
+            else
+                buf[k] = "name: \n\t-[]{},&*!|>'\"#0123456789abcz.\0"[(x >> 8) % 39];
+        }
+        if (i % 5 == 0 && len > 0)
+            buf[0] = '{';
+        check_contract(buf, len);
+    }
+}
+
+static void test_positions(void **state)
+{
+    struct spec_issues iss;
+    char *f;
+    const char *t = "name: demo\ninstances: 0\nnetworks:\n  - network: n\n"
+                    "    addresses: [10.0.0.1, 10.0.0.1]\n";
+
+    (void)state;
+    f = parse_bad(t, strlen(t), &iss);
+    assert_string_equal(f, "invalid spec: 2 problems\n"
+                           "line 2, col 12: instances: must be between 1 and 64, got 0\n"
+                           "line 5, col 27: networks[0].addresses[1]: address 10.0.0.1 is used "
+                           "twice (first at line 5, col 17)");
+    free(f);
+}
+
+int main(void)
+{
+    static const struct CMUnitTest direct[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_canonical_json),
+        cmocka_unit_test(test_equal),
+        cmocka_unit_test(test_integers),
+        cmocka_unit_test(test_memory),
+        cmocka_unit_test(test_addresses),
+        cmocka_unit_test(test_issue_add_order_and_cap),
+        cmocka_unit_test(test_null_and_edges),
+        cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_many_problems),
+        cmocka_unit_test(test_alias_bomb),
+        cmocka_unit_test(test_random_garbage),
+        cmocka_unit_test(test_positions),
+        cmocka_unit_test(test_fixture_set),
+        cmocka_unit_test(test_fixture_mutations),
+    };
+    struct CMUnitTest *tests;
+    struct fixture *fx;
+    char **names;
+    size_t n, nt = 0;
+    int rc;
+
+    names = list_dir(&n);
+    tests = calloc(n + 1, sizeof(*tests));
+    fx = calloc(n + 1, sizeof(*fx));
+    for (size_t i = 0; i < n; i++) {
+        const char *nm = names[i];
+        size_t bl;
+
+        if (!has_suffix(nm, ".yaml") && !has_suffix(nm, ".json"))
+            continue;
+        bl = strlen(nm) - 5;
+        snprintf(fx[nt].input, sizeof(fx[nt].input), "%s/%s", SPEC_FIXTURES, nm);
+        snprintf(fx[nt].base, sizeof(fx[nt].base), "%.*s", (int)bl, nm);
+        snprintf(fx[nt].expected, sizeof(fx[nt].expected), "%s/%s.expected", SPEC_FIXTURES,
+                 fx[nt].base);
+        fx[nt].valid = strncmp(nm, "valid-", 6) == 0;
+        tests[nt].name = fx[nt].base;
+        tests[nt].test_func = test_fixture;
+        tests[nt].initial_state = &fx[nt];
+        nt++;
+    }
+    rc = cmocka_run_group_tests_name("spec", direct, NULL, NULL);
+    rc += _cmocka_run_group_tests("spec_fixtures", tests, nt, NULL, NULL);
+    free(tests);
+    free(fx);
+    free_names(names, n);
+    return rc ? 1 : 0;
+}
