@@ -57,7 +57,8 @@ struct api_server {
     int epoll_fd;
     char *path;
     struct api_req *reqs;
-    bool need_run; /* a connection was resumed: MHD must run before we sleep */
+    bool need_run;  /* a connection was resumed: MHD must run before we sleep */
+    bool run_after; /* MHD gave a timeout: MHD must run after the wait */
 };
 
 /* ---- answers ---------------------------------------------------------------- */
@@ -701,6 +702,10 @@ static void on_mhd_fd(struct loop *l, int fd, uint32_t events, void *opaque)
     MHD_run(srv->mhd);
 }
 
+/* libmicrohttpd's external-epoll contract: before sleeping ask for its
+ * timeout; if it gave one, MHD_run() must follow the wait whatever woke it
+ * (otherwise a keep-alive connection that was suspended and resumed is never
+ * read again). A resumed connection also needs a run before we sleep. */
 static int64_t mhd_prepare(struct loop *l, void *opaque)
 {
     struct api_server *srv = opaque;
@@ -711,9 +716,19 @@ static int64_t mhd_prepare(struct loop *l, void *opaque)
         srv->need_run = false;
         MHD_run(srv->mhd);
     }
-    if (MHD_get_timeout(srv->mhd, &to) == MHD_YES)
-        return (int64_t)to;
-    return -1;
+    srv->run_after = MHD_get_timeout(srv->mhd, &to) == MHD_YES;
+    return srv->run_after ? (int64_t)to : -1;
+}
+
+static void mhd_after(struct loop *l, void *opaque)
+{
+    struct api_server *srv = opaque;
+
+    (void)l;
+    if (srv->run_after) {
+        srv->run_after = false;
+        MHD_run(srv->mhd);
+    }
 }
 
 static int bind_socket(const char *path, struct cgv_error *err)
@@ -794,7 +809,7 @@ int api_server_new(struct loop *l, const char *socket_path, struct vmm *vmm,
     srv->epoll_fd = info->epoll_fd;
     if (loop_add_fd(l, srv->epoll_fd, EPOLLIN, on_mhd_fd, srv, err) < 0)
         goto error;
-    loop_set_prepare(l, mhd_prepare, srv);
+    loop_set_prepare(l, mhd_prepare, mhd_after, srv);
     log_info("API listening on %s", socket_path);
     *out = srv;
     return 0;
@@ -824,7 +839,7 @@ void api_server_free(struct api_server *srv)
         MHD_run(srv->mhd);
         usleep(5000);
     }
-    loop_set_prepare(srv->loop, NULL, NULL);
+    loop_set_prepare(srv->loop, NULL, NULL, NULL);
     loop_del_fd(srv->loop, srv->epoll_fd);
     MHD_stop_daemon(srv->mhd);
     close(srv->listen_fd);

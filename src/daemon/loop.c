@@ -31,6 +31,7 @@ struct loop {
     struct loop_watch *watches;
     struct loop_timer *timers; /* sorted by due_us */
     loop_prepare_cb prepare;
+    loop_after_cb after;
     void *prepare_opaque;
 };
 
@@ -164,9 +165,11 @@ void loop_timer_cancel(struct loop *l, struct loop_timer *t)
     }
 }
 
-void loop_set_prepare(struct loop *l, loop_prepare_cb cb, void *opaque)
+void loop_set_prepare(struct loop *l, loop_prepare_cb cb, loop_after_cb after,
+                      void *opaque)
 {
     l->prepare = cb;
+    l->after = after;
     l->prepare_opaque = opaque;
 }
 
@@ -216,6 +219,8 @@ int loop_run(struct loop *l)
         }
         reap_watches(l);
         run_due_timers(l);
+        if (l->after && !l->quit)
+            l->after(l, l->prepare_opaque);
     }
     return 0;
 }

@@ -35,7 +35,11 @@ struct loop_timer *loop_timer_add(struct loop *l, int64_t delay_ms, loop_timer_c
                                   void *opaque);
 void loop_timer_cancel(struct loop *l, struct loop_timer *t);
 
-void loop_set_prepare(struct loop *l, loop_prepare_cb cb, void *opaque);
+/* prepare runs before each wait, after (if not NULL) right after each wait
+ * returns, whatever woke it — libmicrohttpd's external mode asks for both. */
+typedef void (*loop_after_cb)(struct loop *l, void *opaque);
+void loop_set_prepare(struct loop *l, loop_prepare_cb cb, loop_after_cb after,
+                      void *opaque);
 
 /* Run until loop_quit. Returns 0, or -1 if epoll itself failed. */
 int loop_run(struct loop *l);

@@ -407,6 +407,8 @@ static void agent_closed(void *opaque, const char *why)
     vm->hello_on_conn = false;
     if (vm->agent == AGENT_UP || vm->agent == AGENT_PAUSED) {
         vm->agent = AGENT_DOWN;
+        if (vm->busy || vm->svc->busy)
+            return; /* an operation is stopping the VM: expected */
         evlog_emit(vm->m->ev, "warn", "agent.lost", vm->svc->name, vm->name,
                    "agent channel closed (%s)", why);
     }
