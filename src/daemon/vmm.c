@@ -158,6 +158,7 @@ void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm)
     for (struct vmm_vm **pp = &m->vms; *pp; pp = &(*pp)->next) {
         if (*pp == vm) {
             *pp = vm->next;
+            vmm_ops_abandon(vm);
             agentch_free(vm->ch);
             free(vm->save_path);
             free(vm);

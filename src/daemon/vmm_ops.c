@@ -558,6 +558,15 @@ void vmm_vm_op(struct vmm *m, const char *name, const char *opname, unsigned tim
     }
 }
 
+void vmm_ops_abandon(struct vmm_vm *vm)
+{
+    if (!vm->op)
+        return;
+    op_free(vm->op);
+    vm->op = NULL;
+    vm->busy = NULL;
+}
+
 /* Reconcile: define and start a VM whose domain vanished while it should run. */
 void vmm_ops_recreate(struct vmm *m, struct vmm_vm *vm)
 {

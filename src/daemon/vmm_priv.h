@@ -117,6 +117,9 @@ void vmm_sync(struct vmm *m);
 /* vmm_ops.c */
 /* A lifecycle/reboot event for a VM with an operation waiting on it. */
 void vmm_ops_on_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
+/* Drop a VM's pending operation without answering it (cgvd is stopping and
+ * its loop and workers are gone). */
+void vmm_ops_abandon(struct vmm_vm *vm);
 /* Start a VM whose domain is missing or defined-but-off, for reconcile. */
 void vmm_ops_recreate(struct vmm *m, struct vmm_vm *vm);
 
