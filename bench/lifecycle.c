@@ -122,12 +122,14 @@ static double series_pct(const struct series *s, double q)
 }
 
 enum fig { F_APPLY_RUN, F_APPLY_HELLO, F_PAUSE, F_RESUME, F_SAVE, F_RESTORE, F_N };
-enum side { S_CGV, S_VIRSH, S_API, S_N };
+/* S_CGVD: the duration_ms cgvd puts in its answer to the API call (its own
+ * time from taking the request to answering it). */
+enum side { S_CGV, S_VIRSH, S_API, S_CGVD, S_N };
 enum rfig { R_READOPT, R_SERVING, R_ADOPTED, R_N };
 
 static const char *const fig_names[F_N] = {"apply_to_running", "apply_to_hello", "pause",
                                            "resume", "save", "restore"};
-static const char *const side_suffix[S_N] = {"", "_virsh", "_api"};
+static const char *const side_suffix[S_N] = {"", "_virsh", "_api", "_api_cgvd"};
 static const char *const rfig_names[R_N] = {"cgvd_restart_readopt", "cgvd_restart_serving",
                                             "cgvd_restart_adopted"};
 
@@ -137,7 +139,7 @@ struct bench {
     /* options */
     unsigned runs, warmup;
     unsigned restart_runs;
-    const char *cgvd, *cgv, *virsh, *uri, *image_dir, *tmp_base;
+    const char *cgvd, *cgv, *virsh, *uri, *image_dir, *tmp_base, *cgvd_log_level;
     long boot_timeout_ms, op_timeout_ms;
     bool keep_tmp;
 
@@ -156,6 +158,7 @@ struct bench {
 
     char accel[16];
     bool measuring; /* false during warm-up */
+    bool cleaning;  /* in cleanup(): run commands despite a stop signal */
     struct series fig[F_N][S_N];
     struct series rfig[R_N];
 };
@@ -286,7 +289,7 @@ static int run_cmd(struct bench *b, const char *const *argv, int64_t *t0_us, int
     char cmd[512], out[600];
 
     fmt_argv(argv, cmd, sizeof(cmd));
-    if (g_stop)
+    if (g_stop && !b->cleaning)
         return interrupted(err);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
@@ -345,6 +348,7 @@ static int cgvd_start(struct bench *b, int64_t *serving_us, struct cgv_error *er
                           "--gateway", GATEWAY,
                           "--pool", POOL,
                           "--log-file", b->cgvd_log,
+                          "--log-level", b->cgvd_log_level,
                           NULL};
     char *text = NULL;
     long pid;
@@ -581,7 +585,7 @@ static int cgv_apply_cli(struct bench *b, struct cgv_error *err)
 static int cgv_apply_api(struct bench *b, struct cgv_error *err)
 {
     struct want w = {.type = "agent.hello", .vm = SVC1_VM};
-    int64_t after = 0, t0 = 0, t1 = 0;
+    int64_t after = 0, t0 = 0, t1 = 0, server_ms;
     json_t *out = NULL;
 
     if (last_event_id(b, &after, err) < 0)
@@ -591,10 +595,12 @@ static int cgv_apply_api(struct bench *b, struct cgv_error *err)
     if (client_apply(b->c, b->spec1_text, strlen(b->spec1_text), NULL, false, &out, err) < 0)
         return -1;
     t1 = cgv_mono_us();
+    server_ms = json_integer_value(json_object_get(out, "duration_ms"));
     json_decref(out);
     if (wait_events(b, &after, SVC1, &w, 1, b->boot_timeout_ms, err) < 0)
         return -1;
     record(b, F_APPLY_RUN, S_API, t1 - t0);
+    record(b, F_APPLY_RUN, S_CGVD, server_ms * 1000);
     record(b, F_APPLY_HELLO, S_API, w.at_us - t0);
     note("  api   apply: running %.0f ms, agent hello %.0f ms", (double)(t1 - t0) / 1000.0,
          (double)(w.at_us - t0) / 1000.0);
@@ -646,7 +652,7 @@ static int cgv_op_cli(struct bench *b, const struct op_desc *op, struct cgv_erro
 
 static int cgv_op_api(struct bench *b, const struct op_desc *op, struct cgv_error *err)
 {
-    int64_t t0 = 0, t1 = 0;
+    int64_t t0 = 0, t1 = 0, server_ms;
     json_t *out = NULL;
 
     if (g_stop)
@@ -655,11 +661,14 @@ static int cgv_op_api(struct bench *b, const struct op_desc *op, struct cgv_erro
     if (client_vm_op(b->c, SVC1_VM, op->cgv, 0, &out, err) < 0)
         return -1;
     t1 = cgv_mono_us();
+    server_ms = json_integer_value(json_object_get(out, "duration_ms"));
     json_decref(out);
     if (vm_state_is(b, SVC1_VM, op->state, err) < 0)
         return -1;
     record(b, op->fig, S_API, t1 - t0);
-    note("  api   %-7s %7.1f ms", op->cgv, (double)(t1 - t0) / 1000.0);
+    record(b, op->fig, S_CGVD, server_ms * 1000);
+    note("  api   %-7s %7.1f ms (cgvd: %" PRId64 " ms)", op->cgv, (double)(t1 - t0) / 1000.0,
+         server_ms);
     return 0;
 }
 
@@ -709,6 +718,72 @@ static int svc_delete(struct bench *b, const char *svc, struct cgv_error *err)
     return 0;
 }
 
+/* In clean-up: wait up to ms for cgvd's next event (of svc, or any). It is
+ * what we wait on before trying again: the end of an operation we
+ * interrupted, or libvirt.connected after libvirtd came back. Returns at once
+ * when cgvd cannot be asked. */
+static void cleanup_wait(struct bench *b, const char *svc, long ms)
+{
+    struct cgv_error e = {0};
+    int64_t after = 0;
+    json_t *out = NULL;
+
+    if (!b->c || b->cgvd_pid <= 0 || last_event_id(b, &after, &e) < 0 ||
+        client_events(b->c, after, ms, 1, svc, NULL, &out, &e) < 0)
+        return;
+    json_decref(out);
+}
+
+/* In clean-up: delete svc through cgvd; while it is busy with an operation
+ * we interrupted (409) or cannot reach libvirt (libvirtd restarting), wait
+ * and try again, for up to a minute. */
+static int svc_delete_retry(struct bench *b, const char *svc, struct cgv_error *err)
+{
+    int64_t deadline = cgv_mono_us() + 60000000;
+
+    for (;;) {
+        enum cgv_errcode code;
+
+        cgv_err_clear(err);
+        if (svc_delete(b, svc, err) == 0)
+            return 0;
+        code = err->code;
+        if ((code != CGV_E_CONFLICT && code != CGV_E_LIBVIRT && code != CGV_E_UNAVAIL) ||
+            cgv_mono_us() >= deadline || b->cgvd_pid <= 0)
+            return -1;
+        note("cleaning up: deleting %s: %s; trying again", svc, err->msg);
+        cleanup_wait(b, code == CGV_E_CONFLICT ? svc : NULL, 2000);
+    }
+}
+
+/* true if libvirt says dom does not exist (not: libvirt cannot be asked). */
+static bool virsh_gone(struct bench *b, const char *dom)
+{
+    struct cgv_error e = {0};
+    char out[600];
+
+    if (virsh(b, "domstate", dom, NULL, NULL, NULL, NULL, &e) == 0)
+        return false;
+    cmd_output(b, out, sizeof(out));
+    return strstr(out, "failed to get domain") || strstr(out, "Domain not found");
+}
+
+/* In clean-up: destroy and undefine dom until libvirt says it is gone (a
+ * libvirtd restart may refuse the first tries), at most 30 tries. */
+static void virsh_remove_retry(struct bench *b, const char *dom)
+{
+    for (int i = 0; i < 30; i++) {
+        virsh_remove(b, dom);
+        if (virsh_gone(b, dom))
+            return;
+        note("cleaning up: domain %s is still there; trying again", dom);
+        cleanup_wait(b, NULL, 2000);
+    }
+    note("cleaning up: could not remove domain %s; remove it with "
+         "`virsh destroy %s; virsh undefine %s --managed-save`",
+         dom, dom, dom);
+}
+
 /* ---- phases -------------------------------------------------------------------------- */
 
 static int one_run(struct bench *b, unsigned i, struct cgv_error *err)
@@ -747,6 +822,24 @@ static int one_run(struct bench *b, unsigned i, struct cgv_error *err)
     return 0;
 }
 
+/* The boot id in an agent.hello message ("agent 0.1.0 up (boot 9f..., ..."),
+ * or "" if there is none. Points into a static buffer. */
+static const char *boot_id(const char *msg)
+{
+    static char id[2][32];
+    static int slot;
+    const char *p = strstr(msg, "(boot ");
+    char *out = id[slot++ % 2];
+
+    out[0] = '\0';
+    if (p) {
+        p += strlen("(boot ");
+        cgv_strlcpy(out, p, 32);
+        out[strcspn(out, ",)")] = '\0';
+    }
+    return out;
+}
+
 static int restart_phase(struct bench *b, struct cgv_error *err)
 {
     const char *vms[2] = {SVC2 "-0", SVC2 "-1"};
@@ -783,10 +876,12 @@ static int restart_phase(struct bench *b, struct cgv_error *err)
                 adopted = w[k].at_us;
             if (w[k].at_us > all)
                 all = w[k].at_us;
-            if (k >= 2 && !strstr(w[k].msg, "same boot"))
-                note("warning: %s: the agent's hello after the restart is not from the same "
-                     "boot (%s): did the VM restart?",
-                     w[k].vm, w[k].msg);
+            /* A new cgvd does not know the boot ids (it says "same boot" only
+             * on a reconnect within one cgvd): compare them ourselves. */
+            if (k >= 2 && strcmp(boot_id(w[k].msg), boot_id(boot[k - 2].msg)) != 0)
+                note("warning: %s: the agent's hello after the restart is from another "
+                     "boot than before (%s, before: %s): did the VM restart?",
+                     w[k].vm, w[k].msg, boot[k - 2].msg);
         }
         series_add(&b->rfig[R_READOPT], (double)(all - t0) / 1000.0);
         series_add(&b->rfig[R_SERVING], (double)(serving - t0) / 1000.0);
@@ -925,6 +1020,7 @@ static int setup(struct bench *b, struct cgv_error *err)
     if (!b->c)
         return -1;
     client_set_cancel_flag(b->c, &g_stop);
+    client_set_timeout_ms(b->c, b->op_timeout_ms);
     if (client_health(b->c, &health, err) < 0)
         return -1;
     accel = json_string_value(json_object_get(health, "acceleration"));
@@ -952,6 +1048,7 @@ static void cleanup(struct bench *b)
     static const char *const svc1_doms[] = {PREFIX SVC1 "-0"};
     static const char *const svc2_doms[] = {PREFIX SVC2 "-0", PREFIX SVC2 "-1"};
 
+    b->cleaning = true;
     if (b->c)
         client_set_cancel_flag(b->c, NULL);
     if ((b->svc1_live || b->svc2_live) && b->cgvd_pid <= 0 && b->tmp[0]) {
@@ -969,7 +1066,7 @@ static void cleanup(struct bench *b)
 
         if (!*live)
             continue;
-        if (b->c && b->cgvd_pid > 0 && svc_delete(b, svc, &err) == 0) {
+        if (b->c && b->cgvd_pid > 0 && svc_delete_retry(b, svc, &err) == 0) {
             note("cleaning up: deleted service %s", svc);
         } else {
             note("cleaning up: deleting %s through cgvd failed (%s); removing its domains "
@@ -977,13 +1074,13 @@ static void cleanup(struct bench *b)
                  svc, err.msg);
             cgv_err_clear(&err);
             for (size_t k = 0; k < nd; k++)
-                virsh_remove(b, doms[k]);
+                virsh_remove_retry(b, doms[k]);
         }
         *live = false;
     }
     if (b->vdom_defined) {
         note("cleaning up: removing domain %s", VDOM);
-        virsh_remove(b, VDOM);
+        virsh_remove_retry(b, VDOM);
         b->vdom_defined = false;
     }
     if (b->cgvd_pid > 0) {
@@ -1028,6 +1125,8 @@ static void print_figures(const struct bench *b)
             printf("lifecycle_%s_ratio_vs_virsh=%.2f\n", fig_names[f],
                    series_pct(cg, 0.5) / series_pct(vs, 0.5));
         print_series(fig_names[f], side_suffix[S_API], &b->fig[f][S_API]);
+        if (b->fig[f][S_CGVD].n)
+            print_series(fig_names[f], side_suffix[S_CGVD], &b->fig[f][S_CGVD]);
     }
     for (int r = 0; r < R_N; r++)
         print_series(rfig_names[r], "", &b->rfig[r]);
@@ -1054,6 +1153,7 @@ static void usage(FILE *f)
             "  --boot-timeout SEC  deadline for a guest agent to say hello (default 300)\n"
             "  --op-timeout SEC    deadline for any other step (default 180)\n"
             "  --keep-tmp          keep the working directory (cgvd log, console logs)\n"
+            "  --cgvd-log-level L  cgvd's --log-level (default info)\n"
             "  -h, --help\n",
             BENCH_CGVD_PATH, BENCH_CGV_PATH);
 }
@@ -1074,7 +1174,7 @@ static int parse_uint(const char *s, unsigned max, unsigned *out)
 static int parse_opts(int argc, char **argv, struct bench *b)
 {
     enum { O_RUNS = 256, O_WARM, O_RRUNS, O_CGVD, O_CGV, O_VIRSH, O_URI, O_IMG, O_TMP,
-           O_BOOTTO, O_OPTO, O_KEEP };
+           O_BOOTTO, O_OPTO, O_KEEP, O_LEVEL };
     static const struct option longopts[] = {
         {"runs", required_argument, NULL, O_RUNS},
         {"warmup", required_argument, NULL, O_WARM},
@@ -1088,6 +1188,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
         {"boot-timeout", required_argument, NULL, O_BOOTTO},
         {"op-timeout", required_argument, NULL, O_OPTO},
         {"keep-tmp", no_argument, NULL, O_KEEP},
+        {"cgvd-log-level", required_argument, NULL, O_LEVEL},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1126,6 +1227,7 @@ static int parse_opts(int argc, char **argv, struct bench *b)
         case O_IMG: b->image_dir = optarg; break;
         case O_TMP: b->tmp_base = optarg; break;
         case O_KEEP: b->keep_tmp = true; break;
+        case O_LEVEL: b->cgvd_log_level = optarg; break;
         case 'h':
             usage(stdout);
             exit(0);
@@ -1156,6 +1258,7 @@ int main(int argc, char **argv)
     b.cgvd = BENCH_CGVD_PATH;
     b.cgv = BENCH_CGV_PATH;
     b.virsh = "virsh";
+    b.cgvd_log_level = "info";
     b.uri = "qemu:///system";
     b.image_dir = "/var/lib/cgv/images";
     b.tmp_base = tmpdir && tmpdir[0] ? tmpdir : "/tmp";

@@ -264,7 +264,12 @@ void cli_print_vm_op(FILE *out, const json_t *res)
             jstr(res, "state", jstr(res, "op", "done")));
     if (ms >= 0) {
         cli_fmt_duration(ms, dur, sizeof(dur));
-        fprintf(out, " (%s)", dur);
+        fprintf(out, " (%s", dur);
+        if (json_is_string(json_object_get(res, "note")))
+            fprintf(out, ", %s", jstr(res, "note", ""));
+        fputc(')', out);
+    } else if (json_is_string(json_object_get(res, "note"))) {
+        fprintf(out, " (%s)", jstr(res, "note", ""));
     }
     fputc('\n', out);
 }

@@ -17,6 +17,7 @@
 #define VMM_RECONNECT_MIN_MS 100
 #define VMM_RECONNECT_MAX_MS 2000
 #define VMM_PROTO_REPORT_MS 5000
+#define VMM_REBOOT_BURST_MS 2000
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -383,22 +384,31 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
     }
 }
 
+static void report_proto_errors(struct vmm_vm *vm, int64_t now)
+{
+    uint64_t n = vm->proto_errors - vm->proto_errors_reported;
+
+    if (n == 0)
+        return;
+    vm->proto_report_ms = now;
+    vm->proto_errors_reported = vm->proto_errors;
+    evlog_emit(vm->m->ev, "warn", "agent.protocol_error", vm->svc->name, vm->name,
+               "%" PRIu64 " malformed message%s from the guest (%" PRIu64
+               " in all), last: %s",
+               n, n == 1 ? "" : "s", vm->proto_errors, vm->proto_last_why);
+}
+
 static void agent_bad(void *opaque, const char *why)
 {
     struct vmm_vm *vm = opaque;
     int64_t now = cgv_mono_ms();
 
     vm->proto_errors++;
+    cgv_strlcpy(vm->proto_last_why, why, sizeof(vm->proto_last_why));
     /* At most one event per VM every few seconds: a hostile guest must not
-     * flood the event log. */
-    if (vm->proto_report_ms == 0 || now - vm->proto_report_ms >= VMM_PROTO_REPORT_MS) {
-        uint64_t n = vm->proto_errors - vm->proto_errors_reported;
-        vm->proto_report_ms = now;
-        vm->proto_errors_reported = vm->proto_errors;
-        evlog_emit(vm->m->ev, "warn", "agent.protocol_error", vm->svc->name, vm->name,
-                   "%" PRIu64 " malformed message%s from the guest, last: %s", n,
-                   n == 1 ? "" : "s", why);
-    }
+     * flood the event log. The monitor reports what a window held back. */
+    if (vm->proto_report_ms == 0 || now - vm->proto_report_ms >= VMM_PROTO_REPORT_MS)
+        report_proto_errors(vm, now);
 }
 
 static void agent_closed(void *opaque, const char *why)
@@ -423,8 +433,13 @@ static void on_monitor(struct loop *l, void *opaque)
     m->monitor = loop_timer_add(l, VMM_MONITOR_MS, on_monitor, m);
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         int64_t limit = (int64_t)vm_heartbeat_ms(vm) * m->cfg.agent_miss_limit;
+        if (vm->proto_errors > vm->proto_errors_reported &&
+            now - vm->proto_report_ms >= VMM_PROTO_REPORT_MS)
+            report_proto_errors(vm, now);
         if (vm->agent != AGENT_UP || vm->state != HV_ST_RUNNING)
             continue;
+        if (vm->busy || vm->svc->busy)
+            continue; /* an operation (stop, reboot, ...) explains silence */
         if (now - vm->last_hb_ms > limit) {
             vm->agent = AGENT_DOWN;
             evlog_emit(m->ev, "warn", "agent.lost", vm->svc->name, vm->name,
@@ -668,16 +683,21 @@ void vmm_handle_hv_events(struct vmm *m)
                       ev.detail_name);
             on_lifecycle(m, &ev);
             break;
-        case HV_EV_REBOOT:
+        case HV_EV_REBOOT: {
+            int64_t now = ev.mono_us / 1000, last;
             vm = vmm_find_domain(m, ev.domain);
             if (!vm)
                 break;
+            /* One guest reboot gives libvirt several resets in a burst. */
+            last = vm->last_reboot_ms;
+            vm->last_reboot_ms = now;
             if (vm->op)
                 vmm_ops_on_lifecycle(vm, &ev);
-            else
+            else if (last == 0 || now - last > VMM_REBOOT_BURST_MS)
                 evlog_emit(m->ev, "info", "vm.rebooted", vm->svc->name, vm->name,
                            "guest reset itself");
             break;
+        }
         case HV_EV_WATCHDOG:
             vm = vmm_find_domain(m, ev.domain);
             if (vm)

@@ -34,6 +34,7 @@ struct apply_item {
     /* worker input */
     struct hv *hv;
     char domain[128];
+    char uuid[37];                 /* the domain is ours only with this UUID */
     char sock_dir[VMM_PATH_MAX];
     char save_path[VMM_PATH_MAX];
     char *xml;
@@ -41,6 +42,7 @@ struct apply_item {
     /* worker output */
     int rc;
     struct cgv_error err;
+    bool defined;                  /* this request's define succeeded */
     bool have_info;
     struct hv_dom_info info;
     int64_t info_us;
@@ -79,17 +81,40 @@ static void item_work(void *arg)
 
     it->rc = 0;
     if (it->kind == AI_CREATE && !it->rollback) {
-        if (cgv_mkdir_p(it->sock_dir, 0755, e) < 0 || hv_dom_define(it->hv, it->xml, e) < 0 ||
-            hv_dom_start(it->hv, it->domain, e) < 0)
+        if (cgv_mkdir_p(it->sock_dir, 0755, e) < 0 || hv_dom_define(it->hv, it->xml, e) < 0) {
             it->rc = -1;
-        it->have_info = hv_dom_info(it->hv, it->domain, &it->info, NULL) == 0;
-        it->info_us = cgv_mono_us();
+        } else {
+            it->defined = true;
+            if (hv_dom_start(it->hv, it->domain, e) < 0)
+                it->rc = -1;
+            it->have_info = hv_dom_info(it->hv, it->domain, &it->info, NULL) == 0;
+            it->info_us = cgv_mono_us();
+        }
     } else if (it->kind == AI_REDEFINE) {
         it->rc = hv_dom_define(it->hv, it->xml, e);
         it->have_info = hv_dom_info(it->hv, it->domain, &it->info, NULL) == 0;
         it->info_us = cgv_mono_us();
     } else {
-        /* AI_REMOVE, or a created VM rolled back: destroy, undefine, clean up. */
+        /* AI_REMOVE, or a created VM rolled back: destroy, undefine, clean up
+         * — only a domain that is ours: same name *and* our UUID. A create
+         * whose define failed (say, the name belongs to a domain cgv did not
+         * make) has nothing of ours in libvirt. */
+        struct hv_dom_info cur;
+        if (it->rollback && !it->defined)
+            return;
+        if (hv_dom_info(it->hv, it->domain, &cur, &ignore) < 0) {
+            if (ignore.code == CGV_E_NOTFOUND)
+                goto local_cleanup; /* already gone */
+            *e = ignore;
+            it->rc = -1;
+            return;
+        }
+        if (strcmp(cur.uuid, it->uuid) != 0) {
+            log_warn("domain %s has UUID %s, not cgv's %s: left alone", it->domain,
+                     cur.uuid, it->uuid);
+            return;
+        }
+        cgv_err_clear(&ignore);
         if (hv_dom_destroy(it->hv, it->domain, &ignore) < 0 &&
             ignore.code != CGV_E_NOTFOUND && ignore.code != CGV_E_CONFLICT) {
             *e = ignore;
@@ -103,6 +128,7 @@ static void item_work(void *arg)
             it->rc = -1;
             return;
         }
+    local_cleanup:
         if (it->save_path[0] && unlink(it->save_path) < 0 && errno != ENOENT)
             log_warn("removing %s: %s", it->save_path, strerror(errno));
         rmdir(it->sock_dir);
@@ -128,6 +154,7 @@ static void item_prepare(struct vmm *m, struct apply_item *it)
 {
     it->hv = m->hv;
     cgv_strlcpy(it->domain, it->vm->domain, sizeof(it->domain));
+    cgv_strlcpy(it->uuid, it->vm->uuid, sizeof(it->uuid));
     cgv_strlcpy(it->sock_dir, it->vm->sock_dir, sizeof(it->sock_dir));
     if (it->vm->save_path)
         cgv_strlcpy(it->save_path, it->vm->save_path, sizeof(it->save_path));
@@ -221,6 +248,9 @@ static void finish_rollback(struct apply_ctx *c)
     struct vmm *m = c->m;
     struct cgv_error err = {0};
     bool store_ok = true;
+    char svc_name[SPEC_NAME_MAX + 1];
+
+    cgv_strlcpy(svc_name, c->svc->name, sizeof(svc_name));
 
     if (store_begin(m->st, &err) < 0) {
         store_ok = false;
@@ -313,8 +343,7 @@ static void finish_rollback(struct apply_ctx *c)
     }
     if (c->svc)
         c->svc->busy = NULL;
-    evlog_emit(m->ev, "error", "service.apply_failed", c->svc ? c->svc->name : NULL, NULL,
-               "%s", c->fail.msg);
+    evlog_emit(m->ev, "error", "service.apply_failed", svc_name, NULL, "%s", c->fail.msg);
     c->reply(c->rctx, NULL, &c->fail, NULL);
     ctx_free(c);
 }
@@ -478,17 +507,19 @@ static void check_host(struct vmm *m, const struct spec_service *spec,
 
     snprintf(path, sizeof(path), "%s/%s/vmlinuz", m->image_dir, spec->image);
     if (stat(path, &st) < 0) {
-        spec_issue_add(issues, "image", 0, 0, "no guest image '%s' on this host (%s: %s)",
-                       spec->image, path, strerror(errno));
+        spec_issue_add(issues, "image", spec->image_pos.line, spec->image_pos.column,
+                       "no guest image '%s' on this host (%s: %s)", spec->image, path,
+                       strerror(errno));
     } else {
         snprintf(path, sizeof(path), "%s/%s/initrd.img", m->image_dir, spec->image);
         if (stat(path, &st) < 0)
-            spec_issue_add(issues, "image", 0, 0, "guest image '%s' lacks %s", spec->image,
-                           path);
+            spec_issue_add(issues, "image", spec->image_pos.line, spec->image_pos.column,
+                           "guest image '%s' lacks %s", spec->image, path);
     }
     if (hv_accel_decide((enum hv_accel_req)spec->accel, &m->cfg.probe, &accel, why,
                         sizeof(why), &err) < 0)
-        spec_issue_add(issues, "acceleration", 0, 0, "%s", err.msg);
+        spec_issue_add(issues, "acceleration", spec->accel_pos.line, spec->accel_pos.column,
+                       "%s", err.msg);
 
     for (size_t i = 0; i < spec->n_networks; i++) {
         const struct spec_network *n = &spec->networks[i];
@@ -496,8 +527,9 @@ static void check_host(struct vmm *m, const struct spec_service *spec,
 
         if (strcmp(n->network, m->cfg.net.name) != 0) {
             snprintf(p, sizeof(p), "networks[%zu].network", i);
-            spec_issue_add(issues, p, n->line, 0, "unknown network '%s' (this host has: %s)",
-                           n->network, m->cfg.net.name);
+            spec_issue_add(issues, p, n->network_pos.line, n->network_pos.column,
+                           "unknown network '%s' (this host has: %s)", n->network,
+                           m->cfg.net.name);
             continue;
         }
         for (size_t k = 0; k < n->n_addresses; k++) {

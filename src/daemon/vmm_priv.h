@@ -65,6 +65,8 @@ struct vmm_vm {
     uint64_t proto_errors;
     uint64_t proto_errors_reported;
     int64_t proto_report_ms;
+    char proto_last_why[160];
+    int64_t last_reboot_ms;    /* monotonic, of the last reboot event */
 
     struct vmm_vm *next;
 };

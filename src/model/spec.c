@@ -1160,10 +1160,12 @@ static void check_network(struct vstate *vs, const struct ynode *item, const cha
     path_key(p, sizeof(p), path, "network", 7);
     if (!vals[NF_NETWORK])
         issue_at(vs->iss, item, p, "required field 'network' is missing");
-    else if (dst)
+    else if (dst) {
         get_name(vs->iss, vals[NF_NETWORK], p, "network name", dst->network,
                  sizeof(dst->network));
-    else {
+        dst->network_pos.line = vals[NF_NETWORK]->line;
+        dst->network_pos.column = vals[NF_NETWORK]->col;
+    } else {
         char tmp[SPEC_NAME_MAX + 1];
         get_name(vs->iss, vals[NF_NETWORK], p, "network name", tmp, sizeof(tmp));
     }
@@ -1314,9 +1316,14 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
         s->vcpus = (unsigned)v;
     if (vals[F_MEMORY])
         get_memory(iss, vals[F_MEMORY], "memory", &s->memory_mib);
-    if (vals[F_IMAGE])
+    if (vals[F_IMAGE]) {
         get_name(iss, vals[F_IMAGE], "image", "image name", s->image, sizeof(s->image));
+        s->image_pos.line = vals[F_IMAGE]->line;
+        s->image_pos.column = vals[F_IMAGE]->col;
+    }
     if (vals[F_ACCEL]) {
+        s->accel_pos.line = vals[F_ACCEL]->line;
+        s->accel_pos.column = vals[F_ACCEL]->col;
         const char *a = get_str(iss, vals[F_ACCEL], "acceleration", "one of auto, kvm, tcg");
         if (a && strcmp(a, "auto") == 0)
             s->accel = SPEC_ACCEL_AUTO;

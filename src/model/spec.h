@@ -46,11 +46,20 @@ struct spec_addr {
     int column;
 };
 
+/* Where a value was written (0/0 when it was defaulted). Positions let
+ * cgvd's host-side checks point at the line and column too; spec_equal()
+ * ignores them. */
+struct spec_pos {
+    int line;
+    int column;
+};
+
 struct spec_network {
     char network[SPEC_NAME_MAX + 1];
     size_t n_addresses;          /* 0, or == instances */
     struct spec_addr *addresses; /* owned */
     int line;                    /* line of this list item */
+    struct spec_pos network_pos; /* of the network name */
 };
 
 struct spec_service {
@@ -63,6 +72,7 @@ struct spec_service {
     unsigned heartbeat_ms;
     size_t n_networks;
     struct spec_network *networks; /* owned */
+    struct spec_pos image_pos, accel_pos;
 };
 
 /* One validation problem. path is "" for the document itself. */

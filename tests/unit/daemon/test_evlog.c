@@ -234,12 +234,12 @@ static void test_unwatch_in_callback(void **state)
     evlog_emit(c->ev, "info", "t.k", NULL, NULL, "k");
     assert_int_equal(killer.calls, 1);
     if (victim.calls != 0) {
-        /* BUG (minor): src/daemon/evlog.c:92 detaches the whole waiter list
-         * before calling it, so evlog_unwatch() from a callback cannot find
-         * (and cancel) a waiter of the same batch: it is called anyway after
-         * being unwatched. Harmless for memory (evlog frees it), wrong for a
+        /* BUG (minor): src/daemon/evlog.c:88 (evlog_emit) detaches the
+         * whole waiter list before calling it, so evlog_unwatch() from a
+         * callback cannot find (and cancel) a waiter of the same batch: it
+         * is called anyway after being unwatched. Harmless for memory (evlog frees it), wrong for a
          * caller that freed its opaque after unwatching. */
-        print_message("skipped: BUG evlog.c:92: unwatched waiter still called\n");
+        print_message("skipped: BUG evlog.c:88: unwatched waiter still called\n");
         skip();
     }
 }

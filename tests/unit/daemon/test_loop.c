@@ -319,6 +319,12 @@ static void test_fd_callback(void **state)
     assert_int_equal(r.calls, 1);
     assert_true(r.events & EPOLLIN);
 
+    /* loop_quit() is final: a second loop_run() returns at once. */
+    assert_true(loop_quitting(l));
+    assert_int_equal(loop_run(l), 0);
+    loop_free(l);
+    l = new_loop();
+
     /* Switched to EPOLLOUT: the write end is writable at once. */
     {
         struct fdrec w = {.fd = p[1], .del_fd = -1, .quit = true};
@@ -453,7 +459,16 @@ static void test_quit_stops_round(void **state)
  * it comes round every few ms. */
 struct prep {
     int calls;
+    int after_calls;
 };
+
+static void on_after(struct loop *l, void *opaque)
+{
+    struct prep *p = opaque;
+
+    (void)l;
+    p->after_calls++;
+}
 
 static int64_t on_prepare(struct loop *l, void *opaque)
 {
@@ -470,10 +485,12 @@ static void test_prepare(void **state)
     struct prep p = {0};
 
     (void)state;
-    loop_set_prepare(l, on_prepare, &p);
+    loop_set_prepare(l, on_prepare, on_after, &p);
     run_guarded(l);
     assert_true(p.calls >= 5);
-    loop_set_prepare(l, NULL, NULL);
+    /* after ran once per completed wait; not after the one that quit */
+    assert_int_equal(p.after_calls, p.calls - 1);
+    loop_set_prepare(l, NULL, NULL, NULL);
     loop_free(l);
 }
 

@@ -420,11 +420,11 @@ static void test_build_control_chars(void **state)
     doc = xmlReadMemory(xml, (int)strlen(xml), "d.xml", NULL,
                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
     if (!doc) {
-        /* BUG (minor): src/hv/hv_xml.c:30 check_def() lets control
+        /* BUG (minor): src/hv/hv_xml.c:28 check_def() lets control
          * characters through and xmlNewTextChild writes them as &#1;, which
          * XML 1.0 forbids; libvirt then refuses the whole document with a
          * parser error instead of cgv saying which field is bad. */
-        print_message("skipped: BUG hv_xml.c:30: control characters give XML that is not "
+        print_message("skipped: BUG hv_xml.c:28: control characters give XML that is not "
                       "well-formed\n");
         free(xml);
         skip();
@@ -620,9 +620,9 @@ static void test_meta_bad_generation(void **state)
                           "<generation>abc</generation></instance>",
                           &m, &err) == 0)
     {
-        /* BUG (minor): src/hv/hv_xml.c:206 strtoll() is unchecked: a
-         * generation of "abc" reads as 0, "12abc" as 12. */
-        print_message("skipped: BUG hv_xml.c:206: generation \"abc\" read as %lld\n",
+        /* BUG (minor): src/hv/hv_xml.c:192 (hv_xml_parse_meta) leaves
+         * strtoll() unchecked: generation "abc" reads as 0, "12abc" as 12. */
+        print_message("skipped: BUG hv_xml.c:192: generation \"abc\" read as %lld\n",
                       (long long)m.generation);
         skip();
     }
