@@ -65,6 +65,7 @@ extern char **environ;
 #define VDOM_OWNER "cgvbench-virsh" /* not cgvd's owner id: cgvd leaves it alone */
 #define MEMORY_MIB 256
 #define MAX_RUNS 10000
+#define MAX_DISCARDS 3
 
 /* ---- signals ------------------------------------------------------------------ */
 
@@ -159,6 +160,7 @@ struct bench {
     char accel[16];
     bool measuring; /* false during warm-up */
     bool cleaning;  /* in cleanup(): run commands despite a stop signal */
+    unsigned discarded; /* failed rounds run again */
     struct series fig[F_N][S_N];
     struct series rfig[R_N];
 };
@@ -748,8 +750,9 @@ static int svc_delete_retry(struct bench *b, const char *svc, struct cgv_error *
         if (svc_delete(b, svc, err) == 0)
             return 0;
         code = err->code;
+        /* No HTTP answer at all: cgvd is gone, waiting will not help. */
         if ((code != CGV_E_CONFLICT && code != CGV_E_LIBVIRT && code != CGV_E_UNAVAIL) ||
-            cgv_mono_us() >= deadline || b->cgvd_pid <= 0)
+            client_last_status(b->c) == 0 || cgv_mono_us() >= deadline || b->cgvd_pid <= 0)
             return -1;
         note("cleaning up: deleting %s: %s; trying again", svc, err->msg);
         cleanup_wait(b, code == CGV_E_CONFLICT ? svc : NULL, 2000);
@@ -893,6 +896,46 @@ static int restart_phase(struct bench *b, struct cgv_error *err)
     if (svc_delete(b, SVC2, err) < 0)
         return -1;
     b->svc2_live = false;
+    return 0;
+}
+
+/* false (and a note why) if cgvd has exited. */
+static bool cgvd_alive(struct bench *b)
+{
+    int status;
+
+    if (b->cgvd_pid <= 0)
+        return false;
+    if (waitpid(b->cgvd_pid, &status, WNOHANG) != b->cgvd_pid)
+        return true;
+    if (WIFSIGNALED(status))
+        note("cgvd (pid %d) was killed by signal %d; see %s", (int)b->cgvd_pid,
+             WTERMSIG(status), b->cgvd_log);
+    else
+        note("cgvd (pid %d) exited with %d; see %s", (int)b->cgvd_pid, WEXITSTATUS(status),
+             b->cgvd_log);
+    b->cgvd_pid = 0;
+    return false;
+}
+
+/* After a failed round: remove what it left (service, virsh domain, image). */
+static int round_recover(struct bench *b, struct cgv_error *err)
+{
+    if (b->svc1_live) {
+        if (svc_delete_retry(b, SVC1, err) < 0) {
+            cgv_err_prefix(err, "recovering from a failed round: deleting %s", SVC1);
+            return -1;
+        }
+        b->svc1_live = false;
+    }
+    if (b->vdom_defined) {
+        virsh_remove_retry(b, VDOM);
+        if (!virsh_gone(b, VDOM))
+            return cgv_err(err, CGV_E_LIBVIRT,
+                           "recovering from a failed round: cannot remove %s", VDOM);
+        b->vdom_defined = false;
+    }
+    unlink(b->vsave);
     return 0;
 }
 
@@ -1116,6 +1159,7 @@ static void print_figures(const struct bench *b)
     printf("lifecycle_percentiles=nearest-rank\n");
     printf("lifecycle_acceleration=%s\n", b->accel[0] ? b->accel : "unknown");
     printf("lifecycle_memory_mib=%u\n", MEMORY_MIB);
+    printf("lifecycle_rounds_discarded=%u\n", b->discarded);
     for (int f = 0; f < F_N; f++) {
         const struct series *cg = &b->fig[f][S_CGV], *vs = &b->fig[f][S_VIRSH];
 
@@ -1281,14 +1325,38 @@ int main(int argc, char **argv)
 
     if (setup(&b, &err) < 0)
         goto done;
-    for (unsigned i = 0; i < b.warmup + b.runs; i++) {
+    for (unsigned i = 0; i < b.warmup + b.runs;) {
+        size_t n0[F_N][S_N];
+
         b.measuring = i >= b.warmup;
         if (b.measuring)
             note("run %u/%u (%s first)", i - b.warmup + 1, b.runs,
                  (i - b.warmup) % 2 == 0 ? "cgv" : "virsh");
         else
             note("warm-up run %u/%u (not recorded)", i + 1, b.warmup);
-        if (one_run(&b, b.measuring ? i - b.warmup : i, &err) < 0)
+        for (int f = 0; f < F_N; f++) {
+            for (int s = 0; s < S_N; s++)
+                n0[f][s] = b.fig[f][s].n;
+        }
+        if (one_run(&b, b.measuring ? i - b.warmup : i, &err) == 0) {
+            i++;
+            continue;
+        }
+        /* A round that failed (e.g. someone restarted libvirtd under it) is
+         * discarded and run again, a few times at most; not when we were
+         * interrupted or cgvd died. */
+        if (g_stop || !cgvd_alive(&b) || b.discarded >= MAX_DISCARDS)
+            goto done;
+        b.discarded++;
+        note("round failed: %s", err.msg);
+        note("discarding its samples and running it again (%u of at most %d)", b.discarded,
+             MAX_DISCARDS);
+        for (int f = 0; f < F_N; f++) {
+            for (int s = 0; s < S_N; s++)
+                b.fig[f][s].n = n0[f][s];
+        }
+        cgv_err_clear(&err);
+        if (round_recover(&b, &err) < 0)
             goto done;
     }
     if (b.restart_runs > 0 && restart_phase(&b, &err) < 0)

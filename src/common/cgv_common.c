@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 static void cgv_err_vset(struct cgv_error *err, enum cgv_errcode code,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
+static void cgv_err_vset(struct cgv_error *err, enum cgv_errcode code,
                          const char *fmt, va_list ap)
 {
     char text[sizeof(err->msg)];

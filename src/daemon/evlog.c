@@ -22,6 +22,7 @@ struct evlog {
     int64_t last_id;
     unsigned since_prune;
     struct evlog_watch *watches;
+    struct evlog_watch *firing; /* being called now; unwatch finds them too */
 };
 
 int evlog_new(struct store *st, struct evlog **out, struct cgv_error *err)
@@ -84,12 +85,14 @@ int64_t evlog_emit(struct evlog *ev, const char *severity, const char *type,
                 log_warn("pruning events: %s", err.msg);
         }
     }
-    /* Wake every waiter; each is one-shot. */
+    /* Wake every waiter; each is one-shot. A callback may unwatch another
+     * waiter of this batch (or add new ones, woken by the next event). */
     ws = ev->watches;
     ev->watches = NULL;
-    while (ws) {
-        struct evlog_watch *w = ws;
-        ws = w->next;
+    ev->firing = ws;
+    while (ev->firing) {
+        struct evlog_watch *w = ev->firing;
+        ev->firing = w->next;
         w->fn(w->opaque);
         free(w);
     }
@@ -114,11 +117,15 @@ struct evlog_watch *evlog_watch(struct evlog *ev, evlog_watch_fn fn, void *opaqu
 
 void evlog_unwatch(struct evlog *ev, struct evlog_watch *w)
 {
-    for (struct evlog_watch **pp = &ev->watches; *pp; pp = &(*pp)->next) {
-        if (*pp == w) {
-            *pp = w->next;
-            free(w);
-            return;
+    struct evlog_watch **lists[] = {&ev->watches, &ev->firing};
+
+    for (size_t i = 0; i < CGV_ARRAY_LEN(lists); i++) {
+        for (struct evlog_watch **pp = lists[i]; *pp; pp = &(*pp)->next) {
+            if (*pp == w) {
+                *pp = w->next;
+                free(w);
+                return;
+            }
         }
     }
 }

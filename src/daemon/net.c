@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cgv_log.h"
@@ -57,7 +58,7 @@ int net_def_parse(const char *name, const char *bridge, const char *gateway_cidr
     *slash = '\0';
     errno = 0;
     prefix = strtoul(slash + 1, &end, 10);
-    if (errno || *end || prefix < 8 || prefix > 30)
+    if (slash[1] < '0' || slash[1] > '9' || errno || *end || prefix < 8 || prefix > 30)
         return cgv_err(err, CGV_E_INVALID, "network %s: prefix in '%s' must be 8..30",
                        name, gateway_cidr);
     if (net_parse_ip(ipbuf, &def->gateway) < 0)
@@ -142,8 +143,20 @@ int net_bridge_ensure(const struct net_def *def, struct cgv_error *err)
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return cgv_err(err, CGV_E_IO, "socket: %s", strerror(errno));
-    if (ioctl(fd, SIOCBRADDBR, def->bridge) < 0 && errno != EEXIST)
-        return cgv_err(err, CGV_E_IO, "create bridge %s: %s", def->bridge, strerror(errno));
+    if (ioctl(fd, SIOCBRADDBR, def->bridge) < 0) {
+        char path[128];
+        struct stat st;
+        if (errno != EEXIST)
+            return cgv_err(err, CGV_E_IO, "create bridge %s: %s", def->bridge,
+                           strerror(errno));
+        /* It exists: it must be a bridge, never a NIC we would readdress. */
+        snprintf(path, sizeof(path), "/sys/class/net/%s/bridge", def->bridge);
+        if (stat(path, &st) < 0)
+            return cgv_err(err, CGV_E_CONFLICT,
+                           "network device %s exists and is not a bridge; choose another "
+                           "--bridge name",
+                           def->bridge);
+    }
     if (write_sysfs(def->bridge, "stp_state", "0") < 0 ||
         write_sysfs(def->bridge, "forward_delay", "0") < 0)
         log_warn("bridge %s: could not turn STP off / forward delay to 0", def->bridge);

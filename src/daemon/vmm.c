@@ -216,7 +216,11 @@ int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_er
     if (hv_accel_decide((enum hv_accel_req)spec->accel, &m->cfg.probe, &accel, why,
                         sizeof(why), err) < 0)
         return -1;
-    snprintf(kernel, sizeof(kernel), "%s/%s/vmlinuz", m->image_dir, spec->image);
+    /* The uncompressed kernel boots through its PVH entry, twice as fast
+     * under TCG; images without one boot the compressed kernel. */
+    snprintf(kernel, sizeof(kernel), "%s/%s/vmlinux", m->image_dir, spec->image);
+    if (access(kernel, R_OK) < 0)
+        snprintf(kernel, sizeof(kernel), "%s/%s/vmlinuz", m->image_dir, spec->image);
     snprintf(initrd, sizeof(initrd), "%s/%s/initrd.img", m->image_dir, spec->image);
     net_fmt_ip(m->cfg.net.gateway, gw);
     off = (size_t)snprintf(cmdline, sizeof(cmdline),

@@ -78,7 +78,9 @@ static void glog(const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
     va_end(ap);
-    strcat(line, "\n");
+    n = (int)strlen(line);
+    line[n] = '\n'; /* room kept by the "- 1" above */
+    line[n + 1] = '\0';
     /* One write(2) per line so lines from several programs do not mix. */
     if (write(STDERR_FILENO, line, strlen(line)) < 0) {
         /* nowhere else to report it */

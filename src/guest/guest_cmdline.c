@@ -121,7 +121,7 @@ void guest_cmdline_parse(const char *cmdline, struct guest_cmdline *out, char *w
     const char *p = cmdline;
 
     memset(out, 0, sizeof(*out));
-    strcpy(out->name, GUEST_DEFAULT_NAME);
+    snprintf(out->name, sizeof(out->name), "%s", GUEST_DEFAULT_NAME);
     if (why && whycap)
         why[0] = '\0';
     while (p && *p) {

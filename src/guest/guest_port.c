@@ -48,7 +48,7 @@ int guest_port_find(const char *dir, const char *name, char *dev, size_t cap)
         if (best[0] && strcmp(de->d_name, best) >= 0)
             continue;
         if (port_name_matches(dfd, de->d_name, name))
-            strcpy(best, de->d_name);
+            memcpy(best, de->d_name, strlen(de->d_name) + 1); /* length checked above */
     }
     closedir(d);
     if (!best[0]) {
@@ -59,7 +59,7 @@ int guest_port_find(const char *dir, const char *name, char *dev, size_t cap)
         errno = ENAMETOOLONG;
         goto cleanup;
     }
-    strcpy(dev, best);
+    memcpy(dev, best, strlen(best) + 1); /* length checked above */
     rc = 0;
 cleanup:
     return rc;

@@ -523,9 +523,17 @@ cleanup:
 
 static int op_undefine(virDomainPtr d)
 {
-    return virDomainUndefineFlags(d, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-                                         VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA |
-                                         VIR_DOMAIN_UNDEFINE_NVRAM);
+    const unsigned base =
+        VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA;
+
+    if (virDomainUndefineFlags(d, base | VIR_DOMAIN_UNDEFINE_NVRAM) == 0)
+        return 0;
+    /* Drivers without NVRAM support refuse the flag (virsh retries too). */
+    if (virGetLastErrorCode() != VIR_ERR_NO_SUPPORT &&
+        virGetLastErrorCode() != VIR_ERR_INVALID_ARG)
+        return -1;
+    virResetLastError();
+    return virDomainUndefineFlags(d, base);
 }
 static int op_start(virDomainPtr d) { return virDomainCreate(d); }
 static int op_destroy(virDomainPtr d) { return virDomainDestroy(d); }

@@ -1,6 +1,7 @@
 /* hv_xml.c — see hv_xml.h */
 #include "hv_xml.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <libxml/parser.h>
 #include <libxml/tree.h>
@@ -25,6 +26,17 @@ static xmlNodePtr add_unix_source(xmlNodePtr dev, const char *path)
     return src;
 }
 
+/* XML 1.0 cannot carry most control characters, even escaped. */
+static bool has_control(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 && c != '\t' && c != '\n' && c != '\r')
+            return true;
+    }
+    return false;
+}
+
 static int check_def(const struct hv_domain_def *d, struct cgv_error *err)
 {
     const char *required[] = {d->name, d->uuid, d->owner, d->service, d->vm,
@@ -35,6 +47,10 @@ static int check_def(const struct hv_domain_def *d, struct cgv_error *err)
         if (!required[i] || !required[i][0])
             return cgv_err(err, CGV_E_INTERNAL, "domain definition of %s is incomplete",
                            d->name ? d->name : "(unnamed)");
+        if (has_control(required[i]))
+            return cgv_err(err, CGV_E_INVALID,
+                           "domain definition of %s has a control character in '%.60s'",
+                           d->name, required[i]);
     }
     if (d->vcpus == 0 || d->memory_mib == 0 || d->n_nics > HV_MAX_NICS)
         return cgv_err(err, CGV_E_INTERNAL, "domain definition of %s has bad sizes",
@@ -189,7 +205,15 @@ int hv_xml_parse_meta(const char *xml, struct hv_meta *out, struct cgv_error *er
         cgv_err(err, CGV_E_INVALID, "cgv metadata lacks owner, service, vm or generation");
         goto cleanup;
     }
-    out->generation = strtoll(gen, NULL, 10);
+    {
+        char *end;
+        errno = 0;
+        out->generation = strtoll(gen, &end, 10);
+        if (errno || end == gen || *end || out->generation < 0) {
+            cgv_err(err, CGV_E_INVALID, "cgv metadata has a bad generation '%s'", gen);
+            goto cleanup;
+        }
+    }
     ret = 0;
 
 cleanup:

@@ -332,10 +332,6 @@ static void test_undefine(void **state)
         /* LIMITATION (not a bug on QEMU): src/hv/hv.c:528 (op_undefine)
          * always passes VIR_DOMAIN_UNDEFINE_NVRAM, which the test driver
          * refuses; virsh retries without it. */
-        if (strstr(err.msg, "unsupported flags")) {
-            print_message("skipped: %s\n", err.msg);
-            skip();
-        }
         print_error("undefine: %s\n", err.msg);
         fail();
     }
