@@ -33,7 +33,7 @@ p = f = s = 0
 for line in open(sys.argv[1]):
     t = json.loads(line)
     r = t.get("result")
-    out = t.get("stdout") or ""
+    out = (t.get("stdout") or "") + "\n" + (t.get("stderr") or "")
     m_ok = re.findall(r"^\[  PASSED  \] (\d+) test", out, re.M)
     m_bad = re.findall(r"^\[  FAILED  \] (\d+) test", out, re.M)
     m_skip = re.findall(r"^\[  SKIPPED \] (\d+) test", out, re.M)
