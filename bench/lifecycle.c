@@ -4,8 +4,9 @@
  * domain prefix "cgvbench-", bridge cgvbench0) and measures, N times each:
  *
  *  - apply -> running: `cgv apply -f` (answers when the VM runs) against
- *    `virsh define --validate` + `virsh start` of an equivalent domain (the
- *    same XML shape, built with hv_xml_build() like cgvd does);
+ *    `virsh define --validate` + `virsh start` of an equivalent domain (cgvd's
+ *    own domain XML as libvirt stores it, with name, UUID, MAC, owner, paths
+ *    and guest name/address changed: see make_virsh_xml());
  *  - apply -> agent hello: the same start until the guest agent's HELLO (cgv:
  *    the agent.hello event through the /v1/events long poll; virsh: the HELLO
  *    frame read from the domain's agent channel socket directly);
@@ -28,6 +29,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+#include <libxml/xpath.h>
+#include <libxml/xpathInternals.h>
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
@@ -35,6 +40,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -54,7 +60,6 @@ extern char **environ;
 #define PREFIX "cgvbench-"
 #define BRIDGE "cgvbench0"
 #define GATEWAY "10.79.1.1/24"
-#define GATEWAY_IP "10.79.1.1"
 #define POOL "10.79.1.100-10.79.1.199"
 #define SVC1 "lcb"          /* the 1-VM service of the per-operation figures */
 #define SVC1_VM "lcb-0"
@@ -66,6 +71,9 @@ extern char **environ;
 #define MEMORY_MIB 256
 #define MAX_RUNS 10000
 #define MAX_DISCARDS 3
+/* One benchmark at a time: they share domain names, bridge and pool, and the
+ * start-up removes leftovers with our names. */
+#define LOCK_PATH "/run/lock/cgvbench-lifecycle.lock"
 
 /* ---- signals ------------------------------------------------------------------ */
 
@@ -492,7 +500,7 @@ static int wait_events(struct bench *b, int64_t *after, const char *service, str
 /* Connect to the agent channel socket of the virsh domain, say HOST_HELLO
  * like cgvd does, and wait for the agent's HELLO; *at_us: when it came. */
 static int chan_wait_hello(const char *path, long timeout_ms, int64_t *at_us,
-                           struct cgv_error *err)
+                           uint64_t *uptime_ms, struct cgv_error *err)
 {
     int64_t deadline = cgv_mono_us() + (int64_t)timeout_ms * 1000;
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -541,6 +549,7 @@ static int chan_wait_hello(const char *path, long timeout_ms, int64_t *at_us,
         while ((nx = proto_reader_next(&r, &in, why, sizeof(why))) != PROTO_NEED_MORE) {
             if (nx == PROTO_MSG && in.type == PROTO_HELLO) {
                 *at_us = cgv_mono_us();
+                *uptime_ms = in.u.hello.uptime_ms;
                 return 0;
             }
         }
@@ -569,18 +578,23 @@ static int cgv_apply_cli(struct bench *b, struct cgv_error *err)
     const char *argv[] = {b->cgv, "--socket", b->sock, "apply", "-f", b->spec1, NULL};
     struct want w = {.type = "agent.hello", .vm = SVC1_VM};
     int64_t after = 0, t0 = 0, t1 = 0;
+    char said[600];
 
     if (last_event_id(b, &after, err) < 0)
         return -1;
     b->svc1_live = true;
     if (run_cmd(b, argv, &t0, &t1, err) < 0)
         return -1;
+    cmd_output(b, said, sizeof(said));
+    if (!strstr(said, SVC1 ": created"))
+        return cgv_err(err, CGV_E_INTERNAL, "`cgv apply` said '%s', expected %s: created",
+                       said, SVC1);
     if (wait_events(b, &after, SVC1, &w, 1, b->boot_timeout_ms, err) < 0)
         return -1;
     record(b, F_APPLY_RUN, S_CGV, t1 - t0);
     record(b, F_APPLY_HELLO, S_CGV, w.at_us - t0);
-    note("  cgv   apply: running %.0f ms, agent hello %.0f ms", (double)(t1 - t0) / 1000.0,
-         (double)(w.at_us - t0) / 1000.0);
+    note("  cgv   apply: running %.0f ms, agent hello %.0f ms (%s)", (double)(t1 - t0) / 1000.0,
+         (double)(w.at_us - t0) / 1000.0, w.msg);
     return 0;
 }
 
@@ -588,6 +602,7 @@ static int cgv_apply_api(struct bench *b, struct cgv_error *err)
 {
     struct want w = {.type = "agent.hello", .vm = SVC1_VM};
     int64_t after = 0, t0 = 0, t1 = 0, server_ms;
+    const char *result;
     json_t *out = NULL;
 
     if (last_event_id(b, &after, err) < 0)
@@ -598,6 +613,13 @@ static int cgv_apply_api(struct bench *b, struct cgv_error *err)
         return -1;
     t1 = cgv_mono_us();
     server_ms = json_integer_value(json_object_get(out, "duration_ms"));
+    result = json_string_value(json_object_get(out, "result"));
+    if (!result || strcmp(result, "created") != 0) {
+        cgv_err(err, CGV_E_INTERNAL, "apply answered result '%s', expected 'created'",
+                result ? result : "(none)");
+        json_decref(out);
+        return -1;
+    }
     json_decref(out);
     if (wait_events(b, &after, SVC1, &w, 1, b->boot_timeout_ms, err) < 0)
         return -1;
@@ -612,18 +634,20 @@ static int cgv_apply_api(struct bench *b, struct cgv_error *err)
 static int virsh_apply(struct bench *b, struct cgv_error *err)
 {
     int64_t t0 = 0, ta = 0, tb = 0, t1 = 0, hello = 0;
+    uint64_t uptime = 0;
 
     b->vdom_defined = true;
     if (virsh(b, "define", "--validate", b->vxml, NULL, &t0, &ta, err) < 0 ||
         virsh(b, "start", VDOM, NULL, NULL, &tb, &t1, err) < 0)
         return -1;
-    if (chan_wait_hello(b->vagent, b->boot_timeout_ms, &hello, err) < 0)
+    if (chan_wait_hello(b->vagent, b->boot_timeout_ms, &hello, &uptime, err) < 0)
         return -1;
     record(b, F_APPLY_RUN, S_VIRSH, t1 - t0);
     record(b, F_APPLY_HELLO, S_VIRSH, hello - t0);
-    note("  virsh apply: running %.0f ms (define %.0f + start %.0f), agent hello %.0f ms",
+    note("  virsh apply: running %.0f ms (define %.0f + start %.0f), agent hello %.0f ms "
+         "(guest uptime %" PRIu64 " ms)",
          (double)(t1 - t0) / 1000.0, (double)(ta - t0) / 1000.0, (double)(t1 - tb) / 1000.0,
-         (double)(hello - t0) / 1000.0);
+         (double)(hello - t0) / 1000.0, uptime);
     return 0;
 }
 
@@ -705,18 +729,26 @@ static void virsh_remove(struct bench *b, const char *dom)
     (void)virsh(b, "undefine", dom, "--managed-save", NULL, NULL, NULL, &ignore);
 }
 
+/* Delete svc; 0 only when cgvd then says it does not exist. */
 static int svc_delete(struct bench *b, const char *svc, struct cgv_error *err)
 {
     json_t *out = NULL;
 
     if (client_service_delete(b->c, svc, &out, err) < 0) {
-        if (err && err->code == CGV_E_NOTFOUND) {
-            cgv_err_clear(err);
-            return 0;
-        }
-        return -1;
+        if (err->code != CGV_E_NOTFOUND)
+            return -1;
+        cgv_err_clear(err);
     }
     json_decref(out);
+    out = NULL;
+    if (client_service_get(b->c, svc, &out, err) == 0) {
+        json_decref(out);
+        /* CGV_E_CONFLICT: svc_delete_retry() waits and tries again. */
+        return cgv_err(err, CGV_E_CONFLICT, "service %s still exists after its delete", svc);
+    }
+    if (err->code != CGV_E_NOTFOUND)
+        return -1;
+    cgv_err_clear(err);
     return 0;
 }
 
@@ -857,6 +889,11 @@ static int restart_phase(struct bench *b, struct cgv_error *err)
     b->svc2_live = true;
     if (client_apply(b->c, b->spec2_text, strlen(b->spec2_text), NULL, false, &out, err) < 0)
         return -1;
+    if (!json_string_value(json_object_get(out, "result")) ||
+        strcmp(json_string_value(json_object_get(out, "result")), "created") != 0) {
+        json_decref(out);
+        return cgv_err(err, CGV_E_INTERNAL, "apply of %s did not create it", SVC2);
+    }
     json_decref(out);
     if (wait_events(b, &after, SVC2, boot, 2, b->boot_timeout_ms, err) < 0)
         return -1;
@@ -956,47 +993,133 @@ static int read_uuid(char out[37], struct cgv_error *err)
     return rc;
 }
 
-static int write_virsh_xml(struct bench *b, struct cgv_error *err)
+/* Set the text of every node xpath selects (elements: content, attributes:
+ * value); -1 if it selects none and err is not NULL (a required node). */
+static int xml_set(xmlXPathContextPtr ctx, const char *xpath, const char *value,
+                   struct cgv_error *err)
 {
-    struct hv_domain_def d = {0};
-    char uuid[37], kernel[PATH_MAX], initrd[PATH_MAX], cmdline[256], csock[PATH_MAX],
-        clog[PATH_MAX];
-    char *xml = NULL;
-    int rc;
+    xmlXPathObjectPtr r = xmlXPathEvalExpression(BAD_CAST xpath, ctx);
+    int n = r && r->nodesetval ? r->nodesetval->nodeNr : 0;
+
+    for (int i = 0; i < n; i++) {
+        xmlNodePtr node = r->nodesetval->nodeTab[i];
+        xmlChar *esc = xmlEncodeSpecialChars(node->doc, BAD_CAST value);
+        xmlNodeSetContent(node, esc);
+        xmlFree(esc);
+    }
+    xmlXPathFreeObject(r);
+    if (n == 0 && err)
+        return cgv_err(err, CGV_E_INTERNAL, "cgvd's domain XML has no %s", xpath);
+    return 0;
+}
+
+/* cgvd's kernel command line with our VM name and address. */
+static char *virsh_cmdline(const char *cgvd_cmdline)
+{
+    char *copy = cgv_strdup(cgvd_cmdline), *save = NULL, *out = cgv_strdup("");
+
+    for (char *tok = strtok_r(copy, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        char *next;
+        if (strncmp(tok, "cgv.name=", 9) == 0)
+            next = cgv_asprintf("%s%scgv.name=%s", out, *out ? " " : "", VDOM_VM);
+        else if (strncmp(tok, "cgv.net0=", 9) == 0)
+            next = cgv_asprintf("%s%scgv.net0=%s", out, *out ? " " : "", VDOM_ADDR);
+        else
+            next = cgv_asprintf("%s%s%s", out, *out ? " " : "", tok);
+        free(out);
+        out = next;
+    }
+    free(copy);
+    return out;
+}
+
+/* The virsh side's domain: cgvd's own domain XML of a 1-VM service as
+ * libvirt stores it (virsh dumpxml --inactive), so that both sides run the
+ * identical definition whatever cgvd puts in it, with only its identity
+ * changed: name, UUID, MAC, metadata owner (so cgvd leaves it alone), socket
+ * and log paths, and the cgv.name/cgv.net0 kernel arguments. */
+static int make_virsh_xml(struct bench *b, struct cgv_error *err)
+{
+    char uuid[37], mac[18], csock[PATH_MAX], clog[PATH_MAX];
+    char *dumped = NULL, *cmdline = NULL;
+    xmlDocPtr doc = NULL;
+    xmlXPathContextPtr ctx = NULL;
+    xmlXPathObjectPtr r = NULL;
+    xmlChar *mem = NULL;
+    json_t *out = NULL;
+    int size = 0, rc = -1;
 
     if (read_uuid(uuid, err) < 0)
         return -1;
-    snprintf(kernel, sizeof(kernel), "%s/default/vmlinuz", b->image_dir);
-    snprintf(initrd, sizeof(initrd), "%s/default/initrd.img", b->image_dir);
-    /* The command line cgvd writes (vmm_vm_build_xml), with our own name and
-     * an address outside cgvd's pool. */
-    snprintf(cmdline, sizeof(cmdline),
-             "console=ttyS0 quiet panic=-1 cgv.name=%s cgv.net0=%s cgv.gw=%s", VDOM_VM,
-             VDOM_ADDR, GATEWAY_IP);
+    hv_mac_from_uuid(uuid, 0, mac);
     snprintf(csock, sizeof(csock), "%s/console.sock", b->vdir);
     snprintf(clog, sizeof(clog), "%s/console.log", b->vdir);
-    d.name = VDOM;
-    d.uuid = uuid;
-    d.owner = VDOM_OWNER;
-    d.service = "virsh";
-    d.vm = VDOM_VM;
-    d.generation = 1;
-    d.vcpus = 1;
-    d.memory_mib = MEMORY_MIB;
-    d.kvm = strcmp(b->accel, "kvm") == 0; /* what cgvd chose for 'auto' */
-    d.kernel = kernel;
-    d.initrd = initrd;
-    d.cmdline = cmdline;
-    d.n_nics = 1;
-    cgv_strlcpy(d.nics[0].bridge, BRIDGE, sizeof(d.nics[0].bridge));
-    hv_mac_from_uuid(uuid, 0, d.nics[0].mac);
-    d.console_socket = csock;
-    d.console_log = clog;
-    d.agent_socket = b->vagent;
-    if (hv_xml_build(&d, &xml, err) < 0)
-        return -1;
-    rc = cgv_write_file_atomic(b->vxml, xml, strlen(xml), 0644, err);
-    free(xml);
+
+    b->svc1_live = true;
+    /* cgvd may just be (re)connecting to libvirt: wait for that a few times. */
+    for (int i = 0;; i++) {
+        if (client_apply(b->c, b->spec1_text, strlen(b->spec1_text), NULL, false, &out,
+                         err) == 0)
+            break;
+        if ((err->code != CGV_E_UNAVAIL && err->code != CGV_E_LIBVIRT) || i >= 10 || g_stop)
+            goto cleanup;
+        note("applying %s: %s; trying again", SVC1, err->msg);
+        cgv_err_clear(err);
+        cleanup_wait(b, NULL, 2000);
+    }
+    if (virsh(b, "dumpxml", "--inactive", PREFIX SVC1_VM, NULL, NULL, NULL, err) < 0 ||
+        cgv_read_file(b->cmd_log, 1u << 20, &dumped, NULL, err) < 0 ||
+        svc_delete(b, SVC1, err) < 0)
+        goto cleanup;
+    b->svc1_live = false;
+
+    doc = xmlReadMemory(dumped, (int)strlen(dumped), "domain.xml", NULL,
+                        XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    if (!doc) {
+        cgv_err(err, CGV_E_INTERNAL, "virsh dumpxml %s%s: not XML", PREFIX, SVC1_VM);
+        goto cleanup;
+    }
+    ctx = xmlXPathNewContext(doc);
+    xmlXPathRegisterNs(ctx, BAD_CAST "cgv", BAD_CAST HV_META_NS);
+    r = xmlXPathEvalExpression(BAD_CAST "/domain/os/cmdline", ctx);
+    if (r && r->nodesetval && r->nodesetval->nodeNr == 1) {
+        xmlChar *t = xmlNodeGetContent(r->nodesetval->nodeTab[0]);
+        cmdline = virsh_cmdline(t ? (const char *)t : "");
+        xmlFree(t);
+    }
+    if (!cmdline) {
+        cgv_err(err, CGV_E_INTERNAL, "cgvd's domain XML has no kernel command line");
+        goto cleanup;
+    }
+    if (xml_set(ctx, "/domain/name", VDOM, err) < 0 ||
+        xml_set(ctx, "/domain/uuid", uuid, err) < 0 ||
+        xml_set(ctx, "/domain/metadata/cgv:instance/cgv:owner", VDOM_OWNER, err) < 0 ||
+        xml_set(ctx, "/domain/metadata/cgv:instance/cgv:service", "virsh", err) < 0 ||
+        xml_set(ctx, "/domain/metadata/cgv:instance/cgv:vm", VDOM_VM, err) < 0 ||
+        xml_set(ctx, "/domain/os/cmdline", cmdline, err) < 0 ||
+        xml_set(ctx, "/domain/devices/interface/mac/@address", mac, err) < 0 ||
+        xml_set(ctx, "/domain/devices/serial/source/@path", csock, err) < 0 ||
+        xml_set(ctx, "/domain/devices/serial/log/@file", clog, err) < 0 ||
+        xml_set(ctx, "/domain/devices/console/source/@path", csock, err) < 0 ||
+        xml_set(ctx, "/domain/devices/channel/source/@path", b->vagent, err) < 0)
+        goto cleanup;
+    /* libvirt copies the serial's log to the console in its dump */
+    xml_set(ctx, "/domain/devices/console/log/@file", clog, NULL);
+    xmlDocDumpMemory(doc, &mem, &size);
+    if (!mem || size <= 0) {
+        cgv_err(err, CGV_E_INTERNAL, "could not serialise the virsh domain XML");
+        goto cleanup;
+    }
+    rc = cgv_write_file_atomic(b->vxml, mem, (size_t)size, 0644, err);
+
+cleanup:
+    json_decref(out);
+    xmlFree(mem);
+    xmlXPathFreeObject(r);
+    xmlXPathFreeContext(ctx);
+    xmlFreeDoc(doc);
+    free(dumped);
+    free(cmdline);
     return rc;
 }
 
@@ -1072,7 +1195,7 @@ static int setup(struct bench *b, struct cgv_error *err)
     note("cgvd %d serves %s; acceleration %s (%s)", (int)b->cgvd_pid, b->sock, b->accel,
          why ? why : "");
     json_decref(health);
-    return write_virsh_xml(b, err);
+    return make_virsh_xml(b, err);
 }
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -1295,7 +1418,7 @@ int main(int argc, char **argv)
     struct cgv_error err = {0};
     struct sigaction sa = {.sa_handler = on_stop_signal};
     const char *tmpdir = getenv("TMPDIR");
-    int rc = 1;
+    int rc = 1, lock_fd;
 
     b.runs = 10;
     b.warmup = 1;
@@ -1312,6 +1435,14 @@ int main(int argc, char **argv)
         return 2;
     if (geteuid() != 0) {
         fprintf(stderr, "lifecycle: must run as root (cgvd and qemu:///system need it)\n");
+        return 2;
+    }
+    lock_fd = open(LOCK_PATH, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0 && errno == ENOENT)
+        lock_fd = open("/run/cgvbench-lifecycle.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        fprintf(stderr, "lifecycle: %s: %s\n", LOCK_PATH,
+                errno == EWOULDBLOCK ? "another lifecycle benchmark is running" : strerror(errno));
         return 2;
     }
     /* No SA_RESTART: a stop signal interrupts blocking calls. */

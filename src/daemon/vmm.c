@@ -535,6 +535,8 @@ static void sync_work(void *arg)
     j->rc = hv_dom_list(j->m->hv, &j->doms, &j->n, &j->err);
 }
 
+static void on_sync_retry(struct loop *l, void *opaque);
+
 static void sync_done(void *arg)
 {
     struct sync_job *j = arg;
@@ -545,7 +547,10 @@ static void sync_done(void *arg)
     if (j->rc < 0) {
         log_warn("listing domains failed: %s", j->err.msg);
         free(j);
-        return; /* a disconnect event follows if libvirt went away */
+        /* A disconnect event follows if libvirt went away; otherwise retry. */
+        if (m->connected && !m->sync_retry)
+            m->sync_retry = loop_timer_add(m->loop, 500, on_sync_retry, m);
+        return;
     }
     m->adopted_once = true;
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
@@ -598,6 +603,16 @@ static void sync_done(void *arg)
     free(j);
 }
 
+static void on_sync_retry(struct loop *l, void *opaque)
+{
+    struct vmm *m = opaque;
+
+    (void)l;
+    m->sync_retry = NULL;
+    if (m->connected)
+        vmm_sync(m);
+}
+
 void vmm_sync(struct vmm *m)
 {
     struct sync_job *j = cgv_malloc0(sizeof(*j));
@@ -632,7 +647,8 @@ static void on_lifecycle(struct vmm *m, const struct hv_event *ev)
     struct vmm_vm *vm = vmm_find_domain(m, ev->domain);
     enum hv_state st;
 
-    if (!vm)
+    /* Same name is not enough: only our domain (our UUID) is ours. */
+    if (!vm || (ev->uuid[0] && strcmp(ev->uuid, vm->uuid) != 0))
         return;
     if (ev->lifecycle == HV_LC_UNDEFINED) {
         vm->exists = false;
@@ -690,7 +706,7 @@ void vmm_handle_hv_events(struct vmm *m)
         case HV_EV_REBOOT: {
             int64_t now = ev.mono_us / 1000, last;
             vm = vmm_find_domain(m, ev.domain);
-            if (!vm)
+            if (!vm || (ev.uuid[0] && strcmp(ev.uuid, vm->uuid) != 0))
                 break;
             /* One guest reboot gives libvirt several resets in a burst. */
             last = vm->last_reboot_ms;
@@ -704,7 +720,7 @@ void vmm_handle_hv_events(struct vmm *m)
         }
         case HV_EV_WATCHDOG:
             vm = vmm_find_domain(m, ev.domain);
-            if (vm)
+            if (vm && (!ev.uuid[0] || strcmp(ev.uuid, vm->uuid) == 0))
                 evlog_emit(m->ev, "error", "vm.watchdog", vm->svc->name, vm->name,
                            "virtual watchdog expired");
             break;
@@ -850,6 +866,8 @@ void vmm_free(struct vmm *m)
         loop_timer_cancel(m->loop, m->monitor);
     if (m->reconnect)
         loop_timer_cancel(m->loop, m->reconnect);
+    if (m->sync_retry)
+        loop_timer_cancel(m->loop, m->sync_retry);
     while (m->vms)
         vmm_vm_remove(m, m->vms);
     while (m->services)
@@ -867,7 +885,17 @@ int vmm_start(struct vmm *m, struct cgv_error *err)
     if (load_store(m, err) < 0)
         return -1;
     m->monitor = loop_timer_add(m->loop, VMM_MONITOR_MS, on_monitor, m);
-    start_connect(m);
+    /* Connecting to a local libvirtd takes milliseconds: do it now, so the
+     * API does not answer "not connected" right after start. If libvirtd is
+     * not there, keep retrying in the background. */
+    if (hv_connect(m->hv, NULL) == 0) {
+        m->connected = true;
+        evlog_emit(m->ev, "info", "libvirt.connected", NULL, NULL, "connected to %s",
+                   hv_uri(m->hv));
+        vmm_sync(m);
+    } else {
+        start_connect(m);
+    }
     return 0;
 }
 
@@ -971,6 +999,8 @@ json_t *vmm_health_json(struct vmm *m)
     json_object_set_new(o, "version", json_string(CGV_VERSION));
     json_object_set_new(o, "uptime_ms", json_integer(cgv_mono_ms() - m->started_mono_ms));
     json_object_set_new(o, "libvirt", json_string(m->connected ? "connected" : "disconnected"));
+    /* Ready: connected and the running VMs adopted; operations are taken. */
+    json_object_set_new(o, "ready", json_boolean(m->connected && m->adopted_once));
     json_object_set_new(o, "libvirt_uri", json_string(hv_uri(m->hv)));
     json_object_set_new(o, "acceleration", json_string(hv_accel_name(a)));
     json_object_set_new(o, "acceleration_reason", json_string(why));

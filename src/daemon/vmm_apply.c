@@ -250,7 +250,11 @@ static void finish_rollback(struct apply_ctx *c)
     bool store_ok = true;
     char svc_name[SPEC_NAME_MAX + 1];
 
+    bool stuck = false; /* a created VM that could not be removed again */
+
     cgv_strlcpy(svc_name, c->svc->name, sizeof(svc_name));
+    for (size_t i = 0; i < c->n_items; i++)
+        stuck = stuck || (c->items[i].kind == AI_CREATE && c->items[i].rc < 0);
 
     if (store_begin(m->st, &err) < 0) {
         store_ok = false;
@@ -263,7 +267,9 @@ static void finish_rollback(struct apply_ctx *c)
             }
         }
         if (store_ok && c->created) {
-            if (store_service_delete(m->st, c->svc->name, &err) < 0)
+            /* A VM that is still in libvirt keeps its service and its row,
+             * so it stays visible and a later delete can remove it. */
+            if (!stuck && store_service_delete(m->st, c->svc->name, &err) < 0)
                 store_ok = false;
         } else if (store_ok) {
             struct store_service rec = {0};
@@ -427,7 +433,7 @@ static void finish_delete(struct apply_ctx *c)
         return;
     }
     cgv_err_clear(&err);
-    if (store_service_delete(m->st, c->svc->name, &err) < 0) {
+    if (store_service_delete(m->st, c->svc->name, &err) < 0 && err.code != CGV_E_NOTFOUND) {
         c->reply(c->rctx, NULL, &err, NULL);
         json_decref(names);
         ctx_free(c);
@@ -665,7 +671,11 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
                 goto cleanup;
             }
         }
-        if (spec_equal(svc->spec, spec)) {
+        size_t have = 0;
+        for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
+            have += vm->svc == svc;
+        /* Unchanged only if every VM the spec asks for exists, too. */
+        if (spec_equal(svc->spec, spec) && have == svc->spec->instances) {
             json_t *body = json_object();
             json_object_set_new(body, "service", json_string(svc->name));
             json_object_set_new(body, "result", json_string(dry_run ? "valid" : "unchanged"));
@@ -684,8 +694,10 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         reply(rctx, body, NULL, NULL);
         goto cleanup;
     }
-    if (!m->connected) {
-        cgv_err(&err, CGV_E_UNAVAIL, "libvirt is not connected; nothing changed, try again");
+    if (!m->connected || !m->adopted_once) {
+        cgv_err(&err, CGV_E_UNAVAIL, "%s; nothing changed, try again",
+                m->connected ? "cgvd is starting (adopting the running VMs)"
+                             : "libvirt is not connected");
         vmm_reply_error(reply, rctx, &err);
         goto cleanup;
     }

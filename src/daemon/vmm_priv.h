@@ -88,6 +88,7 @@ struct vmm {
     bool adopted_once;  /* the first sync after start is the adoption */
     int64_t reconnect_ms;
     struct loop_timer *reconnect;
+    struct loop_timer *sync_retry;
     struct loop_timer *monitor;
     int64_t started_mono_ms;
     char host[64];

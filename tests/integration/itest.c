@@ -640,7 +640,8 @@ void it_cgvd_start(struct itest *t)
     }
     t->cgvd_pid = pid;
     t->cgvd_starts++;
-    /* Ready = /v1/health answers and libvirt is connected. */
+    /* Ready = /v1/health answers, libvirt is connected and the running VMs
+     * are adopted ("ready"). */
     for (;;) {
         json_t *h = NULL;
         const char *lv = NULL;
@@ -648,7 +649,8 @@ void it_cgvd_start(struct itest *t)
             it_fail(t, NULL, "cgvd exited during start-up");
         if (it_api(t, "GET", "/v1/health", NULL, NULL, NULL, &h, NULL) == 0)
             lv = it_jstr(h, "libvirt");
-        if (lv && strcmp(lv, "connected") == 0) {
+        if (lv && strcmp(lv, "connected") == 0 &&
+            json_is_true(json_object_get(h, "ready"))) {
             json_decref(h);
             break;
         }
