@@ -108,6 +108,9 @@ void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
  * BUSY). doc is {"services": [...]}, one Service ({"name", "vms": [...]}) or
  * {"vms": [...]}. Returns the number of rows printed (0: prints
  * "No services."). */
+/* One line per service with HA: model, up/down, availability, outages,
+ * virtual IPs and who holds them. */
+void cli_print_ha_summary(FILE *out, const json_t *svc);
 int cli_print_status(FILE *out, const json_t *doc);
 /* "TIME SEVERITY TYPE VM MESSAGE\n" for one event. */
 void cli_print_event(FILE *out, const json_t *event);

@@ -61,11 +61,11 @@ void cli_fmt_duration(int64_t ms, char *buf, size_t cap)
 
 /* --- status table ----------------------------------------------------------*/
 
-enum { ST_SERVICE, ST_VM, ST_STATE, ST_AGENT, ST_HEARTBEAT, ST_ADDRESS, ST_BUSY,
+enum { ST_SERVICE, ST_VM, ST_STATE, ST_ROLE, ST_AGENT, ST_HEARTBEAT, ST_ADDRESS, ST_BUSY,
        ST_NCOLS };
 
 static const char *const status_headers[ST_NCOLS] = {
-    "SERVICE", "VM", "STATE", "AGENT", "HEARTBEAT", "ADDRESS", "BUSY",
+    "SERVICE", "VM", "STATE", "ROLE", "AGENT", "HEARTBEAT", "ADDRESS", "BUSY",
 };
 
 struct status_table {
@@ -91,6 +91,23 @@ static bool state_matches(const char *state, const char *desired)
     return strcmp(state, desired) == 0;
 }
 
+/* "active a0", "standby", "failed", "-"; "?" marks a role not yet
+ * acknowledged by the guest. */
+static char *role_cell(const json_t *ha)
+{
+    const char *st = jstr(ha, "state", NULL), *role = jstr(ha, "role", "none");
+    const char *asg = jstr(ha, "assignment", NULL);
+    bool acked = json_is_true(json_object_get(ha, "acked"));
+
+    if (!json_is_object(ha))
+        return cgv_strdup("-");
+    if (st && (!strcmp(st, "failed") || !strcmp(st, "fencing")))
+        return cgv_strdup(st);
+    if (!strcmp(role, "none"))
+        return cgv_strdup("-");
+    return cgv_asprintf("%s%s%s%s", role, asg ? " " : "", asg ? asg : "", acked ? "" : "?");
+}
+
 static void status_add_vm(struct status_table *t, const char *service,
                           const json_t *vm)
 {
@@ -114,6 +131,7 @@ static void status_add_vm(struct status_table *t, const char *service,
         cells[ST_STATE] = cgv_asprintf("%s%s", state, restart ? "*" : "");
     if (restart)
         t->restart_note = true;
+    cells[ST_ROLE] = role_cell(json_object_get(vm, "ha"));
     cells[ST_AGENT] = cgv_strdup(json_is_object(agent) ? jstr(agent, "state", "-")
                                                        : "-");
     cli_fmt_age(json_is_object(agent) ? jint(agent, "last_heartbeat_age_ms", -1) : -1,
@@ -142,7 +160,7 @@ static void status_add_service(struct status_table *t, const json_t *svc)
 
     if (n == 0) {
         char *cells[ST_NCOLS] = {
-            cgv_strdup(name), cgv_strdup("-"), cgv_strdup("(no VMs)"),
+            cgv_strdup(name), cgv_strdup("-"), cgv_strdup("(no VMs)"), cgv_strdup("-"),
             cgv_strdup("-"),  cgv_strdup("-"), cgv_strdup("-"), cgv_strdup("-"),
         };
         status_add(t, cells);
@@ -159,6 +177,31 @@ static void status_print_row(FILE *out, const size_t width[ST_NCOLS],
     for (int c = 0; c < ST_NCOLS - 1; c++)
         fprintf(out, "%-*s  ", (int)width[c], cells[c]);
     fprintf(out, "%s\n", cells[ST_NCOLS - 1]);
+}
+
+void cli_print_ha_summary(FILE *out, const json_t *svc)
+{
+    const json_t *ha = json_object_get(svc, "ha");
+    const json_t *asg = json_object_get(ha, "assignments");
+    double avail;
+
+    if (!json_is_object(ha))
+        return;
+    avail = json_real_value(json_object_get(ha, "availability"));
+    fprintf(out, "%s: %s, %s, availability %.5f%% (downtime %lld ms, %lld outage%s)",
+            jstr(svc, "name", "?"), jstr(ha, "model", "?"),
+            json_is_true(json_object_get(ha, "up")) ? "up" : "DOWN", avail * 100.0,
+            (long long)jint(ha, "downtime_ms", 0), (long long)jint(ha, "outages_total", 0),
+            jint(ha, "outages_total", 0) == 1 ? "" : "s");
+    for (size_t k = 0; k < json_array_size(asg); k++) {
+        const json_t *a = json_array_get(asg, k);
+        const char *vip = jstr(a, "virtual_ip", NULL);
+        if (!vip)
+            continue;
+        fprintf(out, "%s %s %s -> %s", k == 0 ? ";" : ",", jstr(a, "name", "?"), vip,
+                jstr(a, "active", "(none)"));
+    }
+    fputc('\n', out);
 }
 
 int cli_print_status(FILE *out, const json_t *doc)
@@ -199,6 +242,12 @@ int cli_print_status(FILE *out, const json_t *doc)
     }
     if (t.restart_note)
         fprintf(out, "* restart pending: spec changes take effect when the VM next starts\n");
+    if (json_is_array(services)) {
+        for (size_t i = 0; i < json_array_size(services); i++)
+            cli_print_ha_summary(out, json_array_get(services, i));
+    } else if (json_object_get(doc, "name")) {
+        cli_print_ha_summary(out, doc);
+    }
     rows = (int)t.n;
     free(t.rows);
     return rows;

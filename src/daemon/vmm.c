@@ -101,6 +101,7 @@ void vmm_service_remove(struct vmm *m, struct vmm_service *svc)
     for (struct vmm_service **pp = &m->services; *pp; pp = &(*pp)->next) {
         if (*pp == svc) {
             *pp = svc->next;
+            free(svc->ha);
             spec_free(svc->spec);
             free(svc);
             return;
@@ -142,6 +143,7 @@ struct vmm_vm *vmm_vm_add(struct vmm *m, struct vmm_service *svc, int index,
     cgv_strlcpy(vm->reason, "unknown", sizeof(vm->reason));
     vm->created_ms = cgv_wall_ms();
     vm->ch = agentch_new(m->loop, vm->agent_sock, &vm_agent_ops, vm);
+    vm->pidfd = -1;
 
     /* Keep the list ordered by service name, then index. */
     for (pp = &m->vms; *pp; pp = &(*pp)->next) {
@@ -160,6 +162,14 @@ void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm)
         if (*pp == vm) {
             *pp = vm->next;
             vmm_ops_abandon(vm);
+            vmm_ha_unwatch(vm);
+            if (vm->ack_timer)
+                loop_timer_cancel(m->loop, vm->ack_timer);
+            if (!m->stopping) {
+                char golden[VMM_PATH_MAX];
+                snprintf(golden, sizeof(golden), "%s/golden/%s.mem", m->state_dir, vm->name);
+                unlink(golden);
+            }
             agentch_free(vm->ch);
             free(vm->save_path);
             free(vm);
@@ -301,6 +311,8 @@ void vmm_vm_set_state(struct vmm_vm *vm, enum hv_state st, const char *reason,
         vm->exists = true;
         if (vm->pid == 0)
             vm->pid = hv_dom_pid(vm->m->hv, vm->domain);
+        if (!vm->busy)
+            vmm_ha_watch(vm);
     } else {
         vm->pid = 0;
     }
@@ -326,6 +338,7 @@ static void agent_connected(void *opaque)
     if (agentch_send(vm->ch, &m) < 0)
         log_warn("%s: could not send HOST_HELLO", vm->name);
     log_debug("%s: agent channel connected", vm->name);
+    vmm_ha_connected(vm);
 }
 
 static void agent_up(struct vmm_vm *vm, int64_t now_ms)
@@ -368,6 +381,8 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
                        " ms%s)",
                        h->agent_version, h->boot_id, h->uptime_ms,
                        new_boot ? "" : ", same boot");
+        if (first)
+            vmm_ha_hello(vm);
         break;
     }
     case PROTO_HEARTBEAT:
@@ -380,6 +395,12 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
         vm->last_hb_ms = now_ms;
         break;
     case PROTO_PONG:
+        break;
+    case PROTO_ROLE_ACK:
+        vmm_ha_role_ack(vm, &msg->u.role_ack);
+        break;
+    case PROTO_APP_EVENT:
+        vmm_ha_app_event(vm, &msg->u.app_event);
         break;
     default:
         /* A guest must not send host-to-guest messages. */
@@ -420,6 +441,7 @@ static void agent_closed(void *opaque, const char *why)
     struct vmm_vm *vm = opaque;
 
     vm->hello_on_conn = false;
+    vmm_ha_channel_eof(vm);
     if (vm->agent == AGENT_UP || vm->agent == AGENT_PAUSED) {
         vm->agent = AGENT_DOWN;
         if (vm->busy || vm->svc->busy)
@@ -434,9 +456,20 @@ static void on_monitor(struct loop *l, void *opaque)
     struct vmm *m = opaque;
     int64_t now = cgv_mono_ms();
 
-    m->monitor = loop_timer_add(l, VMM_MONITOR_MS, on_monitor, m);
+    int64_t tick = VMM_MONITOR_MS;
+
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
-        int64_t limit = (int64_t)vm_heartbeat_ms(vm) * m->cfg.agent_miss_limit;
+        /* A tenth of the shortest heartbeat interval: hang detection stays
+         * within a few ms of heartbeat_misses intervals. */
+        if ((int64_t)vm_heartbeat_ms(vm) / 10 < tick)
+            tick = vm_heartbeat_ms(vm) / 10 > 5 ? vm_heartbeat_ms(vm) / 10 : 5;
+    }
+    m->monitor = loop_timer_add(l, tick, on_monitor, m);
+    vmm_ha_flush(m);
+    for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
+        unsigned misses = vm->svc->spec->heartbeat_misses ? vm->svc->spec->heartbeat_misses
+                                                          : m->cfg.agent_miss_limit;
+        int64_t limit = (int64_t)vm_heartbeat_ms(vm) * misses;
         if (vm->proto_errors > vm->proto_errors_reported &&
             now - vm->proto_report_ms >= VMM_PROTO_REPORT_MS)
             report_proto_errors(vm, now);
@@ -448,7 +481,8 @@ static void on_monitor(struct loop *l, void *opaque)
             vm->agent = AGENT_DOWN;
             evlog_emit(m->ev, "warn", "agent.lost", vm->svc->name, vm->name,
                        "no heartbeat for %" PRId64 " ms (%u intervals of %u ms)",
-                       now - vm->last_hb_ms, m->cfg.agent_miss_limit, vm_heartbeat_ms(vm));
+                       now - vm->last_hb_ms, misses, vm_heartbeat_ms(vm));
+            vmm_ha_heartbeat_lost(vm, now - vm->last_hb_ms);
         }
     }
 }
@@ -582,16 +616,20 @@ static void sync_done(void *arg)
             evlog_emit(m->ev, "info", "vm.adopted", vm->svc->name, vm->name,
                        "adopted %s domain %s (QEMU pid %d) without touching it",
                        hv_state_name(d->state), d->name, vm->pid);
+        else if (strcmp(vm->desired, "running") == 0 &&
+                 (d->state == HV_ST_SHUTOFF || d->state == HV_ST_CRASHED))
+            vmm_ha_found_dead(vm, adoption ? "found stopped when cgvd started"
+                                           : "found stopped after libvirt reconnected");
     }
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         if (vm->exists || vm->busy)
             continue;
         vmm_vm_set_state(vm, HV_ST_UNKNOWN, "missing", j->at_us);
-        if (strcmp(vm->desired, "running") == 0 || strcmp(vm->desired, "paused") == 0) {
+        if (strcmp(vm->desired, "running") == 0) {
             evlog_emit(m->ev, "warn", "vm.missing", vm->svc->name, vm->name,
                        "domain %s is not defined in libvirt; defining and starting it",
                        vm->domain);
-            vmm_ops_recreate(m, vm);
+            vmm_ha_found_dead(vm, "domain missing in libvirt");
         } else {
             evlog_emit(m->ev, "warn", "vm.missing", vm->svc->name, vm->name,
                        "domain %s is not defined in libvirt; 'cgv vm start %s' "
@@ -669,6 +707,7 @@ static void on_lifecycle(struct vmm *m, const struct hv_event *ev)
     }
     if (vm->busy)
         return;
+    vmm_ha_lifecycle(vm, ev);
     if (ev->lifecycle == HV_LC_STOPPED) {
         bool expected = strcmp(vm->desired, "running") != 0 &&
                         strcmp(vm->desired, "paused") != 0;
@@ -720,9 +759,11 @@ void vmm_handle_hv_events(struct vmm *m)
         }
         case HV_EV_WATCHDOG:
             vm = vmm_find_domain(m, ev.domain);
-            if (vm && (!ev.uuid[0] || strcmp(ev.uuid, vm->uuid) == 0))
+            if (vm && (!ev.uuid[0] || strcmp(ev.uuid, vm->uuid) == 0)) {
                 evlog_emit(m->ev, "error", "vm.watchdog", vm->svc->name, vm->name,
                            "virtual watchdog expired");
+                vmm_ha_watchdog(vm);
+            }
             break;
         case HV_EV_DISCONNECTED:
             if (!m->connected)
@@ -813,6 +854,8 @@ static int load_store(struct vmm *m, struct cgv_error *err)
         if (load_vm(m, &vms[i], err) < 0)
             goto cleanup;
     }
+    for (struct vmm_service *s = m->services; s; s = s->next)
+        vmm_ha_load(m, s);
     log_info("loaded %zu services and %zu VMs from the store", ns, nv);
     ret = 0;
 
@@ -862,6 +905,8 @@ void vmm_free(struct vmm *m)
 {
     if (!m)
         return;
+    m->stopping = true;
+    vmm_ha_flush(m);
     if (m->monitor)
         loop_timer_cancel(m->loop, m->monitor);
     if (m->reconnect)
@@ -961,6 +1006,7 @@ static json_t *vm_json(struct vmm *m, struct vmm_vm *vm)
     json_object_set_new(o, "mac", json_string(vm->mac));
     json_object_set_new(o, "console_socket", json_string(vm->console_sock));
     json_object_set_new(o, "agent", agent);
+    json_object_set_new(o, "ha", vmm_ha_vm_json(vm));
     return o;
 }
 
@@ -975,6 +1021,7 @@ static json_t *service_json(struct vmm *m, struct vmm_service *svc)
     json_object_set_new(o, "created", json_string(when));
     json_object_set_new(o, "busy", svc->busy ? json_string(svc->busy) : json_null());
     json_object_set_new(o, "spec", spec_to_json(svc->spec));
+    json_object_set_new(o, "ha", vmm_ha_service_json(m, svc));
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         if (vm->svc == svc)
             json_array_append_new(vms, vm_json(m, vm));

@@ -337,6 +337,7 @@ static void finish_rollback(struct apply_ctx *c)
         for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
             left = left || vm->svc == c->svc;
         if (!left) {
+            vmm_ha_service_free(m, c->svc);
             vmm_service_remove(m, c->svc);
             c->svc = NULL;
         }
@@ -346,6 +347,7 @@ static void finish_rollback(struct apply_ctx *c)
         c->old_spec = NULL;
         c->svc->generation = c->old_generation;
         c->svc->updated_ms = c->old_updated_ms;
+        vmm_ha_service_init(m, c->svc);
     }
     if (c->svc)
         c->svc->busy = NULL;
@@ -449,6 +451,7 @@ static void finish_delete(struct apply_ctx *c)
         json_object_set_new(body, "vms", names);
         json_object_set_new(body, "duration_ms",
                             json_integer((cgv_mono_us() - c->t0_us + 500) / 1000));
+        vmm_ha_service_free(m, c->svc);
         vmm_service_remove(m, c->svc);
         c->svc = NULL;
         c->reply(c->rctx, body, NULL, NULL);
@@ -481,9 +484,11 @@ static void phase_done(struct apply_ctx *c)
         }
         for (size_t i = 0; i < c->n_items; i++) {
             struct apply_item *it = &c->items[i];
-            if (it->kind == AI_CREATE)
+            if (it->kind == AI_CREATE) {
                 evlog_emit(c->m->ev, "info", "vm.started", c->svc->name, it->vm->name,
                            "defined and started (QEMU pid %d)", it->vm->pid);
+                vmm_ha_created(it->vm);
+            }
         }
         c->phase = PH_CHANGE;
         submit_items(c, pick_change);
@@ -743,6 +748,7 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         svc->updated_ms = rec.updated_ms;
         svc->spec = spec;
         spec = NULL;
+        vmm_ha_service_init(m, svc);
     }
     if (c->old_spec) {
         /* Same template with another instance count? Compare a shallow copy. */
@@ -848,6 +854,8 @@ store_failed:
         c->old_spec = NULL;
         svc->generation = c->old_generation;
         svc->updated_ms = c->old_updated_ms;
+        if (svc->spec)
+            vmm_ha_service_init(m, svc);
     }
     cgv_err_prefix(&err, "applying %s: nothing changed", c->created ? "a new service" : svc->name);
     vmm_reply_error(reply, rctx, &err);

@@ -86,13 +86,26 @@ static void op_free(struct vmm_op *op)
     free(op);
 }
 
-/* Finish: clear busy, answer, free. */
+/* Finish: clear busy, tell HA, answer, free. */
 static void op_finish(struct vmm_op *op, bool changed, const char *note)
 {
     struct vmm_vm *vm = op->vm;
 
     vm->busy = NULL;
     vm->op = NULL;
+    if (changed && op->reply) {
+        /* Operator actions move the VM in or out of HA management. Internal
+         * operations (reply NULL) are HA's own. */
+        const char *o = op->op;
+        if (!strcmp(o, "start") || !strcmp(o, "restore") || !strcmp(o, "resume")) {
+            vmm_ha_operator_started(vm);
+        } else if (!strcmp(o, "reboot")) {
+            vmm_ha_operator_stopped(vm);
+            vmm_ha_operator_started(vm);
+        } else {
+            vmm_ha_operator_stopped(vm);
+        }
+    }
     if (op->reply)
         op->reply(op->ctx, op_result(op, changed, note), NULL, NULL);
     op_free(op);
@@ -425,6 +438,15 @@ void vmm_vm_op(struct vmm *m, const char *name, const char *opname, unsigned tim
         vmm_reply_error(reply, ctx, &err);
         return;
     }
+    if (vm->busy && strcmp(vm->busy, "snapshot") == 0 && !vm->deferred.reply) {
+        /* A background snapshot takes a moment: run the operation after it
+         * rather than refuse it. */
+        cgv_strlcpy(vm->deferred.op, opn, sizeof(vm->deferred.op));
+        vm->deferred.timeout_ms = timeout_ms;
+        vm->deferred.reply = reply;
+        vm->deferred.ctx = ctx;
+        return;
+    }
     if (vm->busy || vm->svc->busy) {
         cgv_err(&err, CGV_E_CONFLICT, "%s is busy: %s in progress", vm->name,
                 vm->busy ? vm->busy : vm->svc->busy);
@@ -571,17 +593,14 @@ void vmm_ops_abandon(struct vmm_vm *vm)
     vm->busy = NULL;
 }
 
-/* Reconcile: define and start a VM whose domain vanished while it should run. */
-void vmm_ops_recreate(struct vmm *m, struct vmm_vm *vm)
+void vmm_ops_run_deferred(struct vmm_vm *vm)
 {
-    struct vmm_op *op;
+    char op[16];
+    vmm_reply_fn reply = vm->deferred.reply;
 
-    if (vm->busy)
+    if (!reply)
         return;
-    op = op_new(m, vm, "start", 0, NULL, NULL);
-    if (vmm_vm_build_xml(m, vm, &op->xml, &op->err) < 0) {
-        op_fail(op);
-        return;
-    }
-    op_submit(op, W_START);
+    cgv_strlcpy(op, vm->deferred.op, sizeof(op));
+    vm->deferred.reply = NULL;
+    vmm_vm_op(vm->m, vm->name, op, vm->deferred.timeout_ms, reply, vm->deferred.ctx);
 }

@@ -5,6 +5,7 @@
 #define VMM_PRIV_H
 
 #include "agentch.h"
+#include "ha.h"
 #include "vmm.h"
 
 #define VMM_VM_NAME_MAX 48
@@ -20,6 +21,8 @@ struct vmm_service {
     int64_t generation;
     int64_t created_ms, updated_ms;
     const char *busy;          /* "apply" | "delete" | NULL */
+    struct ha_svc *ha;         /* owned; availability state */
+    bool ha_dirty;             /* ha state changed since last persisted */
     struct vmm_service *next;
 };
 
@@ -68,6 +71,25 @@ struct vmm_vm {
     char proto_last_why[160];
     int64_t last_reboot_ms;    /* monotonic, of the last reboot event */
 
+    /* high availability */
+    int pidfd;                 /* watches the QEMU process, -1 if none */
+    int pidfd_pid;
+    bool recovering;           /* an HA job (fence, restart, snapshot) runs */
+    bool fresh_boot;           /* cold-booted: snapshot it when first healthy */
+    int64_t golden_gen;        /* spec generation of the golden snapshot, 0 none */
+    int64_t fault_us;          /* monotonic time the last fault was detected */
+    char fault_name[24];
+    int64_t role_sent_us;      /* when the last ROLE_SET went out */
+    struct loop_timer *ack_timer;
+    /* an operator operation that arrived during a background snapshot and
+     * runs when it ends */
+    struct {
+        char op[16];
+        unsigned timeout_ms;
+        vmm_reply_fn reply;
+        void *ctx;
+    } deferred;
+
     struct vmm_vm *next;
 };
 
@@ -85,6 +107,7 @@ struct vmm {
 
     bool connected;
     bool connecting;
+    bool stopping;      /* vmm_free: tearing down memory, not the VMs */
     bool adopted_once;  /* the first sync after start is the adoption */
     int64_t reconnect_ms;
     struct loop_timer *reconnect;
@@ -117,13 +140,42 @@ void vmm_reply_error(vmm_reply_fn reply, void *ctx, const struct cgv_error *err)
 /* Run a sync with libvirt (adoption, after reconnect). */
 void vmm_sync(struct vmm *m);
 
+/* vmm_ha.c */
+void vmm_ha_service_init(struct vmm *m, struct vmm_service *svc);
+void vmm_ha_service_free(struct vmm *m, struct vmm_service *svc);
+/* Load the persisted HA state of a service (after its VMs are loaded). */
+void vmm_ha_load(struct vmm *m, struct vmm_service *svc);
+/* The VM is running (state applied): watch its QEMU process. */
+void vmm_ha_watch(struct vmm_vm *vm);
+void vmm_ha_unwatch(struct vmm_vm *vm);
+/* Observations. */
+void vmm_ha_hello(struct vmm_vm *vm);
+void vmm_ha_connected(struct vmm_vm *vm); /* send CONFIG (and the current role) */
+void vmm_ha_role_ack(struct vmm_vm *vm, const struct proto_role_ack *ack);
+void vmm_ha_app_event(struct vmm_vm *vm, const struct proto_app_event *ev);
+void vmm_ha_channel_eof(struct vmm_vm *vm);
+void vmm_ha_heartbeat_lost(struct vmm_vm *vm, int64_t silent_ms);
+void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
+void vmm_ha_watchdog(struct vmm_vm *vm);
+/* After adoption: the VM should run but does not. */
+void vmm_ha_found_dead(struct vmm_vm *vm, const char *why);
+/* Operator actions on a VM (after the operation succeeded). */
+void vmm_ha_operator_started(struct vmm_vm *vm);
+void vmm_ha_operator_stopped(struct vmm_vm *vm);
+/* A VM was created by apply: HA starts following it. */
+void vmm_ha_created(struct vmm_vm *vm);
+json_t *vmm_ha_vm_json(struct vmm_vm *vm);
+json_t *vmm_ha_service_json(struct vmm *m, struct vmm_service *svc);
+/* Persist dirty HA state (called from the monitor). */
+void vmm_ha_flush(struct vmm *m);
+
 /* vmm_ops.c */
 /* A lifecycle/reboot event for a VM with an operation waiting on it. */
 void vmm_ops_on_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
 /* Drop a VM's pending operation without answering it (cgvd is stopping and
  * its loop and workers are gone). */
 void vmm_ops_abandon(struct vmm_vm *vm);
-/* Start a VM whose domain is missing or defined-but-off, for reconcile. */
-void vmm_ops_recreate(struct vmm *m, struct vmm_vm *vm);
+/* Run the operation deferred behind a background job, if any. */
+void vmm_ops_run_deferred(struct vmm_vm *vm);
 
 #endif

@@ -117,6 +117,12 @@ enum guest_event guest_agent_step(struct guest_agent *a, int64_t now_us, char *w
     case PROTO_SHUTDOWN:
         a->shutdown_action = in.u.shutdown.action;
         return GUEST_EV_SHUTDOWN;
+    case PROTO_CONFIG:
+        a->config = in.u.config;
+        return GUEST_EV_CONFIG;
+    case PROTO_ROLE_SET:
+        a->role_set = in.u.role_set;
+        return GUEST_EV_ROLE_SET;
     default:
         if (why && whycap)
             snprintf(why, whycap, "ignoring %s message from the host",
@@ -146,6 +152,31 @@ bool guest_agent_tick(struct guest_agent *a, int64_t now_us, uint64_t app_served
     if (a->next_hb_us <= now_us)
         a->next_hb_us = now_us + period;
     return true;
+}
+
+int guest_agent_queue_role_ack(struct guest_agent *a, uint64_t generation, uint8_t role,
+                               uint8_t result, const char *detail)
+{
+    struct proto_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ROLE_ACK;
+    m.u.role_ack.generation = generation;
+    m.u.role_ack.role = role;
+    m.u.role_ack.result = result;
+    copy_str(m.u.role_ack.detail, detail);
+    return queue(a, &m);
+}
+
+int guest_agent_queue_app_event(struct guest_agent *a, const struct proto_app_event *ev)
+{
+    struct proto_msg m;
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_APP_EVENT;
+    m.u.app_event = *ev;
+    copy_str(m.u.app_event.name, ev->name);
+    return queue(a, &m);
 }
 
 void guest_agent_out_consume(struct guest_agent *a, size_t n)

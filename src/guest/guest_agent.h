@@ -28,6 +28,8 @@ struct guest_agent {
     uint64_t n_bad;      /* frames or bytes from the host that were skipped */
     uint64_t n_dropped;  /* outgoing messages dropped: output buffer full */
     uint8_t shutdown_action; /* valid after GUEST_EV_SHUTDOWN */
+    struct proto_config config;     /* valid after GUEST_EV_CONFIG */
+    struct proto_role_set role_set; /* valid after GUEST_EV_ROLE_SET */
     struct proto_reader rd;
     uint8_t out[GUEST_OUT_CAP];
     size_t out_len;
@@ -38,6 +40,8 @@ enum guest_event {
     GUEST_EV_HOST_HELLO, /* heartbeat interval adopted, HELLO queued */
     GUEST_EV_PING,       /* PONG queued */
     GUEST_EV_SHUTDOWN,   /* shutdown_action says what to do */
+    GUEST_EV_CONFIG,     /* config holds the host's CONFIG */
+    GUEST_EV_ROLE_SET,   /* role_set holds the host's ROLE_SET */
     GUEST_EV_IGNORED,    /* a valid frame the guest does not act on; why says */
     GUEST_EV_BAD,        /* garbage skipped; why says what */
 };
@@ -70,6 +74,12 @@ bool guest_agent_tick(struct guest_agent *a, int64_t now_us, uint64_t app_served
  * valid frames around it (no byte of the burst can start a frame that would
  * swallow the next ones). Returns the bytes queued, 0 if it did not fit. */
 size_t guest_agent_queue_garbage(struct guest_agent *a);
+
+/* Queue a ROLE_ACK / an APP_EVENT. Return 0, or -1 if dropped (buffer full
+ * or a field out of bounds: detail and name are cut to PROTO_MAX_STR). */
+int guest_agent_queue_role_ack(struct guest_agent *a, uint64_t generation, uint8_t role,
+                               uint8_t result, const char *detail);
+int guest_agent_queue_app_event(struct guest_agent *a, const struct proto_app_event *ev);
 
 /* Drop n bytes from the front of the output (they were written). */
 void guest_agent_out_consume(struct guest_agent *a, size_t n);

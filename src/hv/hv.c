@@ -621,6 +621,43 @@ int hv_dom_restore(struct hv *hv, const char *path, struct cgv_error *err)
     return ret;
 }
 
+int hv_dom_snapshot_memory(struct hv *hv, const char *name, const char *path,
+                           struct cgv_error *err)
+{
+    virConnectPtr c = hv_conn_ref(hv, err);
+    virDomainPtr dom = NULL;
+    virDomainSnapshotPtr snap = NULL;
+    char *xml = NULL;
+    int ret = -1;
+
+    if (!c)
+        return -1;
+    if (hv_xml_snapshot(path, &xml, err) < 0)
+        goto cleanup;
+    dom = virDomainLookupByName(c, name);
+    if (!dom) {
+        hv_fail(err, "look up", name);
+        goto cleanup;
+    }
+    snap = virDomainSnapshotCreateXML(dom, xml,
+                                      VIR_DOMAIN_SNAPSHOT_CREATE_LIVE |
+                                          VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA);
+    if (!snap) {
+        hv_fail(err, "snapshot the memory of", name);
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    if (snap)
+        virDomainSnapshotFree(snap);
+    if (dom)
+        virDomainFree(dom);
+    free(xml);
+    virConnectClose(c);
+    return ret;
+}
+
 int hv_dom_define(struct hv *hv, const char *xml, struct cgv_error *err)
 {
     virConnectPtr c = hv_conn_ref(hv, err);

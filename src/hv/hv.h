@@ -109,6 +109,11 @@ int hv_dom_resume(struct hv *hv, const char *name, struct cgv_error *err) CGV_WU
 int hv_dom_save(struct hv *hv, const char *name, const char *path,
                 struct cgv_error *err) CGV_WUR;
 int hv_dom_restore(struct hv *hv, const char *path, struct cgv_error *err) CGV_WUR;
+/* A live snapshot of the running domain's memory into path (an external
+ * memory snapshot without metadata: the domain keeps running, the file
+ * restores with hv_dom_restore like a saved image). */
+int hv_dom_snapshot_memory(struct hv *hv, const char *name, const char *path,
+                           struct cgv_error *err) CGV_WUR;
 int hv_dom_info(struct hv *hv, const char *name, struct hv_dom_info *out,
                 struct cgv_error *err) CGV_WUR;
 /* QEMU pid of a running domain from libvirt's pid file (no RPC, safe on

@@ -108,7 +108,9 @@ int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *er
     prop(node, "offset", "utc");
     add(dom, "on_poweroff", "destroy");
     add(dom, "on_reboot", "restart");
-    add(dom, "on_crash", "destroy");
+    /* preserve: a panicked guest stays "crashed" so cgv sees libvirt's
+     * crashed event and decides (fence, restart) itself. */
+    add(dom, "on_crash", "preserve");
 
     devices = add(dom, "devices", NULL);
     for (size_t i = 0; i < d->n_nics; i++) {
@@ -144,6 +146,18 @@ int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *er
     prop(node, "type", "virtio");
     prop(node, "name", "org.cgv.agent.0");
 
+    /* Fault sources: the i6300esb watchdog (the agent arms and pets it when
+     * the spec asks; action none: libvirt reports, cgv recovers) and the
+     * pvpanic device (a guest kernel panic becomes libvirt's crashed event). */
+    dev = add(devices, "watchdog", NULL);
+    prop(dev, "model", "i6300esb");
+    prop(dev, "action", "none");
+    dev = add(devices, "panic", NULL);
+    prop(dev, "model", "isa");
+    node = add(dev, "address", NULL);
+    prop(node, "type", "isa");
+    prop(node, "iobase", "0x505");
+
     dev = add(devices, "controller", NULL);
     prop(dev, "type", "usb");
     prop(dev, "model", "none");
@@ -163,6 +177,33 @@ cleanup:
     xmlFree(mem);
     xmlFreeDoc(doc);
     return ret;
+}
+
+int hv_xml_snapshot(const char *path, char **out, struct cgv_error *err)
+{
+    xmlDocPtr doc;
+    xmlNodePtr root, mem;
+    xmlChar *buf = NULL;
+    int size = 0;
+
+    if (!path || !path[0] || has_control(path))
+        return cgv_err(err, CGV_E_INVALID, "bad snapshot path");
+    doc = xmlNewDoc(BAD_CAST "1.0");
+    root = xmlNewNode(NULL, BAD_CAST "domainsnapshot");
+    xmlDocSetRootElement(doc, root);
+    mem = add(root, "memory", NULL);
+    prop(mem, "snapshot", "external");
+    prop(mem, "file", path);
+    xmlDocDumpFormatMemoryEnc(doc, &buf, &size, "UTF-8", 1);
+    xmlFreeDoc(doc);
+    if (!buf || size <= 0) {
+        xmlFree(buf);
+        return cgv_err(err, CGV_E_INTERNAL, "could not serialise the snapshot XML");
+    }
+    *out = cgv_malloc0((size_t)size + 1);
+    memcpy(*out, buf, (size_t)size);
+    xmlFree(buf);
+    return 0;
 }
 
 static int copy_child_text(xmlNodePtr parent, const char *name, char *dst, size_t cap)

@@ -44,6 +44,10 @@ struct hv_domain_def {
 /* Build the XML. *out is NUL-terminated, caller frees. */
 int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *err) CGV_WUR;
 
+/* <domainsnapshot> asking for an external memory snapshot into path, no
+ * disks (cgv's domains have none). *out is caller-freed. */
+int hv_xml_snapshot(const char *path, char **out, struct cgv_error *err) CGV_WUR;
+
 /* cgv's metadata as read back from a domain. */
 struct hv_meta {
     char owner[64];

@@ -25,6 +25,18 @@
  *  - Nesting deeper than SPEC_MAX_DEPTH levels stops parsing.
  *  - Issues are kept in text order (line, column; position 0 first); past
  *    SPEC_MAX_ISSUES the ones latest in the text are counted as dropped.
+ *  - An unknown field that is a known field of another section says where
+ *    it belongs (watchdog_s at the top: "it belongs under health").
+ *  - redundancy needs a model. standbys is a count only for n+m; for the
+ *    other models it may restate the fixed value (2n: 1, others: 0), which
+ *    the canonical form always writes. An empty virtual_ips list is the same
+ *    as none given. 2n / n+m against instances is reported at instances when
+ *    it is written, else at the model. Checks that depend on another field
+ *    (standbys, virtual IP count, watchdog_s against heartbeat_ms) are
+ *    skipped while that field is itself invalid.
+ *  - Enumerated values (model, restart) are case-sensitive, with a "did you
+ *    mean" for a near miss. A command that YAML reads as another type
+ *    (command: true) is refused with a hint to quote it.
  */
 #include "spec.h"
 
@@ -45,6 +57,14 @@
 #define DEF_IMAGE "default"
 #define DEF_HEARTBEAT_MS 1000
 #define DEF_NETWORK "default"
+#define DEF_HEARTBEAT_MISSES 3
+#define DEF_WATCHDOG_S 0
+#define DEF_APP_RESTARTS ((struct spec_limit){ 3, 60 })
+#define DEF_VM_RESTARTS ((struct spec_limit){ 3, 600 })
+#define DEF_FAILOVERS ((struct spec_limit){ 5, 3600 })
+
+#define LIMIT_MAX_MAX 100
+#define LIMIT_WINDOW_MAX 86400
 
 #define MEM_MIN_MIB 64ULL
 #define MEM_MAX_MIB (1024ULL * 1024ULL) /* 1 TiB */
@@ -177,6 +197,25 @@ const char *spec_accel_name(enum spec_accel a)
     case SPEC_ACCEL_TCG:
         return "tcg";
     }
+    return "unknown";
+}
+
+static const char *const redundancy_names[] = { "none", "2n", "n+m", "nway-active" };
+static const char *const restart_names[] = { "fast", "cold" };
+_Static_assert(CGV_ARRAY_LEN(redundancy_names) == SPEC_RED_NWAY + 1, "redundancy names");
+_Static_assert(CGV_ARRAY_LEN(restart_names) == SPEC_RESTART_COLD + 1, "restart names");
+
+const char *spec_redundancy_name(enum spec_redundancy r)
+{
+    if ((unsigned)r < CGV_ARRAY_LEN(redundancy_names))
+        return redundancy_names[r];
+    return "unknown";
+}
+
+const char *spec_restart_name(enum spec_restart r)
+{
+    if ((unsigned)r < CGV_ARRAY_LEN(restart_names))
+        return restart_names[r];
     return "unknown";
 }
 
@@ -831,8 +870,10 @@ static int parse_dec(const char *s, size_t n, bool *neg, uint64_t *mag, bool *ov
     return 0;
 }
 
-static bool get_int(struct spec_issues *iss, const struct ynode *n, const char *path,
-                    long long min, long long max, long long *out)
+/* An integer in min..max. why, when given, replaces "must be between min
+ * and max" in the out-of-range message. */
+static bool get_int_why(struct spec_issues *iss, const struct ynode *n, const char *path,
+                        long long min, long long max, const char *why, long long *out)
 {
     char d[160];
     bool neg, ovf;
@@ -864,8 +905,17 @@ static bool get_int(struct spec_issues *iss, const struct ynode *n, const char *
             return true;
         }
     }
-    issue_at(iss, n, path, "must be between %lld and %lld, got %s", min, max, d);
+    if (why)
+        issue_at(iss, n, path, "%s, got %s", why, d);
+    else
+        issue_at(iss, n, path, "must be between %lld and %lld, got %s", min, max, d);
     return false;
+}
+
+static bool get_int(struct spec_issues *iss, const struct ynode *n, const char *path,
+                    long long min, long long max, long long *out)
+{
+    return get_int_why(iss, n, path, min, max, NULL, out);
 }
 
 /* A string scalar without NUL bytes. */
@@ -1076,6 +1126,47 @@ static bool get_addr(struct spec_issues *iss, const struct ynode *n, const char 
     return true;
 }
 
+/* Where each field belongs, for a field written at the wrong level
+ * (watchdog_s at the top, heartbeat_ms under health). "name" is left out:
+ * it belongs at the top and in a processes item. */
+static const struct {
+    const char *field, *home;
+} field_homes[] = {
+    { "instances", "at the top level" },
+    { "vcpus", "at the top level" },
+    { "memory", "at the top level" },
+    { "image", "at the top level" },
+    { "acceleration", "at the top level" },
+    { "heartbeat_ms", "at the top level" },
+    { "networks", "at the top level" },
+    { "redundancy", "at the top level" },
+    { "health", "at the top level" },
+    { "processes", "at the top level" },
+    { "recovery", "at the top level" },
+    { "network", "in an item of networks" },
+    { "addresses", "in an item of networks" },
+    { "model", "under redundancy" },
+    { "standbys", "under redundancy" },
+    { "virtual_ips", "under redundancy" },
+    { "heartbeat_misses", "under health" },
+    { "watchdog_s", "under health" },
+    { "command", "in an item of processes" },
+    { "app_restarts", "under recovery" },
+    { "vm_restarts", "under recovery" },
+    { "failovers", "under recovery" },
+    { "restart", "under recovery" },
+    { "max", "under recovery.app_restarts, vm_restarts or failovers" },
+    { "window_s", "under recovery.app_restarts, vm_restarts or failovers" },
+};
+
+static const char *field_home(const char *key, size_t klen)
+{
+    for (size_t i = 0; i < CGV_ARRAY_LEN(field_homes); i++)
+        if (mem_eq(key, klen, field_homes[i].field))
+            return field_homes[i].home;
+    return NULL;
+}
+
 /* Walk a mapping's keys: unknown and duplicate fields are reported, the
  * known ones land in vals[] (index of known[]). */
 static bool walk_map(struct spec_issues *iss, const struct ynode *map, const char *path,
@@ -1109,9 +1200,12 @@ static bool walk_map(struct spec_issues *iss, const struct ynode *map, const cha
                 break;
         if (f == nknown) {
             const char *hint = suggest(k->val, k->len, known, nknown);
+            const char *home = hint ? NULL : field_home(k->val, k->len);
             show(d, sizeof(d), k->val, k->len, 40);
             if (hint)
                 issue_at(iss, k, kp, "unknown field '%s' (did you mean '%s'?)", d, hint);
+            else if (home)
+                issue_at(iss, k, kp, "unknown field '%s' here (it belongs %s)", d, home);
             else
                 issue_at(iss, k, kp, "unknown field '%s'", d);
             continue;
@@ -1127,12 +1221,27 @@ static bool walk_map(struct spec_issues *iss, const struct ynode *map, const cha
     return true;
 }
 
-enum { F_NAME, F_INSTANCES, F_VCPUS, F_MEMORY, F_IMAGE, F_ACCEL, F_HEARTBEAT, F_NETWORKS, F_N };
+enum {
+    F_NAME, F_INSTANCES, F_VCPUS, F_MEMORY, F_IMAGE, F_ACCEL, F_HEARTBEAT, F_NETWORKS,
+    F_REDUNDANCY, F_HEALTH, F_PROCESSES, F_RECOVERY, F_N
+};
 static const char *const top_fields[F_N] = {
     "name", "instances", "vcpus", "memory", "image", "acceleration", "heartbeat_ms", "networks",
+    "redundancy", "health", "processes", "recovery",
 };
 enum { NF_NETWORK, NF_ADDRESSES, NF_N };
 static const char *const net_fields[NF_N] = { "network", "addresses" };
+enum { RF_MODEL, RF_STANDBYS, RF_VIPS, RF_N };
+static const char *const red_fields[RF_N] = { "model", "standbys", "virtual_ips" };
+enum { HF_MISSES, HF_WATCHDOG, HF_N };
+static const char *const health_fields[HF_N] = { "heartbeat_misses", "watchdog_s" };
+enum { PF_NAME, PF_COMMAND, PF_N };
+static const char *const proc_fields[PF_N] = { "name", "command" };
+enum { CF_APP, CF_VM, CF_FAILOVERS, CF_RESTART, CF_N };
+static const char *const rec_fields[CF_N] = { "app_restarts", "vm_restarts", "failovers",
+                                              "restart" };
+enum { LF_MAX, LF_WINDOW, LF_N };
+static const char *const limit_fields[LF_N] = { "max", "window_s" };
 
 #define MAX_SEEN_ADDRS (SPEC_MAX_NETWORKS * SPEC_MAX_INSTANCES)
 
@@ -1140,6 +1249,8 @@ struct vstate {
     struct spec_issues *iss;
     bool instances_ok;
     unsigned instances;
+    const struct ynode *instances_node; /* NULL when defaulted */
+    bool heartbeat_ok;
     size_t n_seen;
     struct {
         char ip[16];
@@ -1271,6 +1382,336 @@ static void check_networks(struct vstate *vs, const struct ynode *seq, struct sp
     }
 }
 
+/* One of names[] (a string, case-sensitive), with a "did you mean" for a
+ * near miss. list is the names for messages ("fast, cold"). */
+static bool get_enum(struct spec_issues *iss, const struct ynode *n, const char *path,
+                     const char *const *names, size_t count, const char *list, int *out)
+{
+    char what[128], d[160];
+    const char *s, *hint;
+
+    snprintf(what, sizeof(what), "one of %s", list);
+    s = get_str(iss, n, path, what);
+    if (!s)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = (int)i;
+            return true;
+        }
+    }
+    show(d, sizeof(d), s, strlen(s), 40);
+    hint = suggest(s, strlen(s), names, count);
+    if (hint)
+        issue_at(iss, n, path, "must be one of %s, got \"%s\" (did you mean '%s'?)", list, d,
+                 hint);
+    else
+        issue_at(iss, n, path, "must be one of %s, got \"%s\"", list, d);
+    return false;
+}
+
+/* redundancy: {model, standbys, virtual_ips}. Runs after the networks so
+ * that virtual IPs can be checked against the instance addresses. */
+static void check_redundancy(struct vstate *vs, const struct ynode *red, struct spec_service *s)
+{
+    const struct ynode *vals[RF_N] = { 0 }, *keys[RF_N] = { 0 };
+    const struct ynode *vl;
+    bool model_ok = false, standbys_ok = true;
+    char why[160], d[160];
+    long long v;
+    int m = 0;
+
+    if (!walk_map(vs->iss, red, "redundancy", red_fields, RF_N, vals, keys))
+        return;
+    if (!vals[RF_MODEL])
+        issue_at(vs->iss, red, "redundancy.model",
+                 "required field 'model' is missing (none, 2n, n+m or nway-active)");
+    else if (get_enum(vs->iss, vals[RF_MODEL], "redundancy.model", redundancy_names,
+                      CGV_ARRAY_LEN(redundancy_names), "none, 2n, n+m, nway-active", &m)) {
+        model_ok = true;
+        s->redundancy = (enum spec_redundancy)m;
+        s->standbys = (m == SPEC_RED_2N || m == SPEC_RED_NPM) ? 1 : 0;
+    }
+
+    /* the instance count the model needs: said where instances is written,
+     * or at the model when instances is the default */
+    if (model_ok && vs->instances_ok &&
+        ((m == SPEC_RED_2N && vs->instances != 2) || (m == SPEC_RED_NPM && vs->instances < 2))) {
+        const char *need = m == SPEC_RED_2N ? "instances: 2 (one active, one standby)"
+                                            : "at least 2 instances (actives and standbys)";
+        if (vs->instances_node)
+            issue_at(vs->iss, vs->instances_node, "instances",
+                     "redundancy model %s needs %s, got %u", redundancy_names[m], need,
+                     vs->instances);
+        else
+            issue_at(vs->iss, vals[RF_MODEL], "redundancy.model",
+                     "model %s needs %s, but instances is %u (the default)",
+                     redundancy_names[m], need, vs->instances);
+    }
+
+    if (vals[RF_STANDBYS]) {
+        const struct ynode *sn = vals[RF_STANDBYS];
+        const char *p = "redundancy.standbys";
+
+        if (!model_ok) {
+            standbys_ok = get_int(vs->iss, sn, p, 0, SPEC_MAX_INSTANCES - 1, &v);
+        } else if (m == SPEC_RED_NPM) {
+            long long hi = SPEC_MAX_INSTANCES - 1;
+            bool known = vs->instances_ok && vs->instances >= 2;
+
+            if (known)
+                hi = vs->instances - 1;
+            snprintf(why, sizeof(why),
+                     "must be between 1 and %lld (instances - 1: at least one instance is "
+                     "active)", hi);
+            standbys_ok = get_int_why(vs->iss, sn, p, 1, hi, known ? why : NULL, &v);
+            if (standbys_ok)
+                s->standbys = (unsigned)v;
+        } else {
+            /* only n+m takes a count; the canonical form restates the
+             * fixed one (2n: 1, none and nway-active: 0), so that is fine */
+            unsigned fixed = m == SPEC_RED_2N ? 1 : 0;
+            snprintf(why, sizeof(why), "must be %u for model %s (only n+m takes a standbys count)",
+                     fixed, redundancy_names[m]);
+            standbys_ok = get_int_why(vs->iss, sn, p, fixed, fixed, why, &v);
+        }
+    }
+
+    vl = vals[RF_VIPS];
+    if (!vl || vl->bad)
+        return;
+    if (vl->kind != NK_SEQ) {
+        describe(vl, d, sizeof(d));
+        issue_at(vs->iss, vl, "redundancy.virtual_ips", "must be a list of IPv4 addresses, got %s",
+                 d);
+        return;
+    }
+    for (size_t j = 0; j < vl->n; j++) {
+        const struct ynode *an = vl->items[j];
+        spec_path_t ap;
+        char ip[INET_ADDRSTRLEN];
+        size_t k;
+
+        path_idx(ap, sizeof(ap), "redundancy.virtual_ips", j);
+        if (!get_addr(vs->iss, an, ap, ip, sizeof(ip)))
+            continue;
+        for (k = 0; k < s->n_vips; k++)
+            if (strcmp(s->vips[k].ip, ip) == 0)
+                break;
+        if (k < s->n_vips) {
+            issue_at(vs->iss, an, ap, "virtual IP %s is listed twice (first at line %d, col %d)",
+                     ip, s->vips[k].line, s->vips[k].column);
+            continue;
+        }
+        for (k = 0; k < vs->n_seen; k++)
+            if (strcmp(vs->seen[k].ip, ip) == 0)
+                break;
+        if (k < vs->n_seen) {
+            issue_at(vs->iss, an, ap,
+                     "virtual IP %s is also an instance address (line %d, col %d); a virtual "
+                     "IP must be an address of its own",
+                     ip, vs->seen[k].line, vs->seen[k].col);
+            continue;
+        }
+        if (s->n_vips == SPEC_MAX_VIPS)
+            continue; /* reported below */
+        cgv_strlcpy(s->vips[s->n_vips].ip, ip, sizeof(s->vips[0].ip));
+        s->vips[s->n_vips].line = an->line;
+        s->vips[s->n_vips].column = an->col;
+        s->n_vips++;
+    }
+    if (vl->n > SPEC_MAX_VIPS)
+        issue_at(vs->iss, vl, "redundancy.virtual_ips",
+                 "at most %d virtual IPs are allowed, got %zu", SPEC_MAX_VIPS, vl->n);
+    if (!model_ok || vl->n == 0)
+        return;
+    if (m == SPEC_RED_NONE || m == SPEC_RED_NWAY) {
+        issue_at(vs->iss, vl, "redundancy.virtual_ips",
+                 "model %s has no standbys to move a virtual IP to: virtual IPs are only for "
+                 "models 2n and n+m",
+                 redundancy_names[m]);
+    } else if (m == SPEC_RED_2N && vl->n != 1) {
+        issue_at(vs->iss, vl, "redundancy.virtual_ips",
+                 "has %zu virtual IPs but model 2n has 1 active instance: give exactly one, "
+                 "or omit virtual_ips",
+                 vl->n);
+    } else if (m == SPEC_RED_NPM && standbys_ok && vs->instances_ok &&
+               vs->instances > s->standbys && vl->n != vs->instances - s->standbys) {
+        unsigned act = vs->instances - s->standbys;
+        issue_at(vs->iss, vl, "redundancy.virtual_ips",
+                 "has %zu virtual IP%s but model n+m with %u instances and %u standby%s has %u "
+                 "active instance%s: give one per active instance, or omit virtual_ips",
+                 vl->n, vl->n == 1 ? "" : "s", vs->instances, s->standbys,
+                 s->standbys == 1 ? "" : "s", act, act == 1 ? "" : "s");
+    }
+}
+
+/* health: {heartbeat_misses, watchdog_s} */
+static void check_health(struct vstate *vs, const struct ynode *h, struct spec_service *s)
+{
+    const struct ynode *vals[HF_N] = { 0 }, *keys[HF_N] = { 0 };
+    char why[192];
+    long long v;
+
+    if (!walk_map(vs->iss, h, "health", health_fields, HF_N, vals, keys))
+        return;
+    if (vals[HF_MISSES] &&
+        get_int(vs->iss, vals[HF_MISSES], "health.heartbeat_misses", 1, 100, &v))
+        s->heartbeat_misses = (unsigned)v;
+    if (!vals[HF_WATCHDOG] || !get_int(vs->iss, vals[HF_WATCHDOG], "health.watchdog_s", 0, 60, &v))
+        return;
+    if (v > 0 && vs->heartbeat_ok && (unsigned long long)v * 1000 <= s->heartbeat_ms) {
+        snprintf(why, sizeof(why),
+                 "must be 0 (off) or longer than the heartbeat interval (heartbeat_ms %u): the "
+                 "agent pets the watchdog with each heartbeat",
+                 s->heartbeat_ms);
+        issue_at(vs->iss, vals[HF_WATCHDOG], "health.watchdog_s", "%s, got %lld", why, v);
+        return;
+    }
+    s->watchdog_s = (unsigned)v;
+}
+
+/* A command for /bin/sh -c: 1..SPEC_COMMAND_MAX bytes of printable ASCII,
+ * not only spaces. */
+static void get_command(struct spec_issues *iss, const struct ynode *n, const char *path,
+                        char *dst, size_t cap)
+{
+    const char *s;
+    char d[160];
+    size_t len;
+
+    if (n->bad)
+        return;
+    if (n->kind == NK_SCALAR && n->stype != ST_STR && n->stype != ST_NULL) {
+        describe(n, d, sizeof(d));
+        issue_at(iss, n, path, "must be a command string, got %s (quote it to make it a string)",
+                 d);
+        return;
+    }
+    s = get_str(iss, n, path, "a command string");
+    if (!s)
+        return;
+    len = strlen(s);
+    if (len == 0) {
+        issue_at(iss, n, path, "must not be empty");
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c > 0x7e) {
+            show(d, sizeof(d), s + i, 1, 1);
+            issue_at(iss, n, path,
+                     "contains \"%s\" at byte %zu: only printable ASCII is allowed (no tabs, "
+                     "newlines or non-ASCII characters)",
+                     d, i + 1);
+            return;
+        }
+    }
+    if (len > SPEC_COMMAND_MAX) {
+        issue_at(iss, n, path, "too long (%zu bytes, at most %d)", len, SPEC_COMMAND_MAX);
+        return;
+    }
+    if (strspn(s, " ") == len) {
+        issue_at(iss, n, path, "must not be only spaces");
+        return;
+    }
+    cgv_strlcpy(dst, s, cap);
+}
+
+/* processes: [{name, command}...] */
+static void check_processes(struct vstate *vs, const struct ynode *seq, struct spec_service *s)
+{
+    struct spec_pos name_pos[SPEC_MAX_PROCESSES] = { 0 };
+    char d[160];
+    size_t keep;
+
+    if (seq->bad)
+        return;
+    if (seq->kind != NK_SEQ) {
+        describe(seq, d, sizeof(d));
+        issue_at(vs->iss, seq, "processes",
+                 "must be a list of processes (- name: ..., command: ...), got %s", d);
+        return;
+    }
+    if (seq->n > SPEC_MAX_PROCESSES)
+        issue_at(vs->iss, seq, "processes", "at most %d processes are allowed, got %zu",
+                 SPEC_MAX_PROCESSES, seq->n);
+    keep = seq->n < SPEC_MAX_PROCESSES ? seq->n : SPEC_MAX_PROCESSES;
+    s->n_processes = keep;
+    for (size_t i = 0; i < seq->n; i++) {
+        const struct ynode *vals[PF_N] = { 0 }, *keys[PF_N] = { 0 };
+        const struct ynode *item = seq->items[i];
+        struct spec_process tmp, *dst = i < keep ? &s->processes[i] : &tmp;
+        spec_path_t p, fp;
+
+        memset(&tmp, 0, sizeof(tmp));
+        path_idx(p, sizeof(p), "processes", i);
+        if (!walk_map(vs->iss, item, p, proc_fields, PF_N, vals, keys))
+            continue;
+        path_key(fp, sizeof(fp), p, "name", 4);
+        if (!vals[PF_NAME]) {
+            issue_at(vs->iss, item, fp, "required field 'name' is missing");
+        } else {
+            get_name(vs->iss, vals[PF_NAME], fp, "process name", dst->name, sizeof(dst->name));
+            for (size_t k = 0; dst->name[0] && k < i && k < keep; k++) {
+                if (strcmp(s->processes[k].name, dst->name) == 0) {
+                    issue_at(vs->iss, vals[PF_NAME], fp,
+                             "process '%s' is listed twice (first at line %d, col %d)",
+                             dst->name, name_pos[k].line, name_pos[k].column);
+                    break;
+                }
+            }
+            if (i < keep) {
+                name_pos[i].line = vals[PF_NAME]->line;
+                name_pos[i].column = vals[PF_NAME]->col;
+            }
+        }
+        path_key(fp, sizeof(fp), p, "command", 7);
+        if (!vals[PF_COMMAND])
+            issue_at(vs->iss, item, fp, "required field 'command' is missing");
+        else
+            get_command(vs->iss, vals[PF_COMMAND], fp, dst->command, sizeof(dst->command));
+    }
+}
+
+/* A restart/fail-over limit: {max, window_s}, either may be omitted. */
+static void check_limit(struct spec_issues *iss, const struct ynode *n, const char *path,
+                        struct spec_limit *dst)
+{
+    const struct ynode *vals[LF_N] = { 0 }, *keys[LF_N] = { 0 };
+    spec_path_t p;
+    long long v;
+
+    if (!walk_map(iss, n, path, limit_fields, LF_N, vals, keys))
+        return;
+    path_key(p, sizeof(p), path, "max", 3);
+    if (vals[LF_MAX] && get_int(iss, vals[LF_MAX], p, 0, LIMIT_MAX_MAX, &v))
+        dst->max = (unsigned)v;
+    path_key(p, sizeof(p), path, "window_s", 8);
+    if (vals[LF_WINDOW] && get_int(iss, vals[LF_WINDOW], p, 1, LIMIT_WINDOW_MAX, &v))
+        dst->window_s = (unsigned)v;
+}
+
+/* recovery: {app_restarts, vm_restarts, failovers, restart} */
+static void check_recovery(struct vstate *vs, const struct ynode *r, struct spec_service *s)
+{
+    const struct ynode *vals[CF_N] = { 0 }, *keys[CF_N] = { 0 };
+    int m;
+
+    if (!walk_map(vs->iss, r, "recovery", rec_fields, CF_N, vals, keys))
+        return;
+    if (vals[CF_APP])
+        check_limit(vs->iss, vals[CF_APP], "recovery.app_restarts", &s->app_restarts);
+    if (vals[CF_VM])
+        check_limit(vs->iss, vals[CF_VM], "recovery.vm_restarts", &s->vm_restarts);
+    if (vals[CF_FAILOVERS])
+        check_limit(vs->iss, vals[CF_FAILOVERS], "recovery.failovers", &s->failovers);
+    if (vals[CF_RESTART] &&
+        get_enum(vs->iss, vals[CF_RESTART], "recovery.restart", restart_names,
+                 CGV_ARRAY_LEN(restart_names), "fast, cold", &m))
+        s->restart = (enum spec_restart)m;
+}
+
 static struct spec_service *validate(struct spec_issues *iss, const struct ynode *root)
 {
     const struct ynode *vals[F_N] = { 0 }, *keys[F_N] = { 0 };
@@ -1285,6 +1726,14 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
     cgv_strlcpy(s->image, DEF_IMAGE, sizeof(s->image));
     s->accel = SPEC_ACCEL_AUTO;
     s->heartbeat_ms = DEF_HEARTBEAT_MS;
+    s->redundancy = SPEC_RED_NONE;
+    s->standbys = 0;
+    s->heartbeat_misses = DEF_HEARTBEAT_MISSES;
+    s->watchdog_s = DEF_WATCHDOG_S;
+    s->app_restarts = DEF_APP_RESTARTS;
+    s->vm_restarts = DEF_VM_RESTARTS;
+    s->failovers = DEF_FAILOVERS;
+    s->restart = SPEC_RESTART_FAST;
     vs->iss = iss;
 
     if (root->bad)
@@ -1312,6 +1761,7 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
             s->instances = (unsigned)v;
     }
     vs->instances = s->instances;
+    vs->instances_node = vals[F_INSTANCES];
     if (vals[F_VCPUS] && get_int(iss, vals[F_VCPUS], "vcpus", 1, 64, &v))
         s->vcpus = (unsigned)v;
     if (vals[F_MEMORY])
@@ -1337,10 +1787,23 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
                      d);
         }
     }
-    if (vals[F_HEARTBEAT] && get_int(iss, vals[F_HEARTBEAT], "heartbeat_ms", 10, 60000, &v))
-        s->heartbeat_ms = (unsigned)v;
+    vs->heartbeat_ok = true;
+    if (vals[F_HEARTBEAT]) {
+        vs->heartbeat_ok = get_int(iss, vals[F_HEARTBEAT], "heartbeat_ms", 10, 60000, &v);
+        if (vs->heartbeat_ok)
+            s->heartbeat_ms = (unsigned)v;
+    }
     if (vals[F_NETWORKS])
         check_networks(vs, vals[F_NETWORKS], s);
+    /* after the networks: virtual IPs are checked against their addresses */
+    if (vals[F_REDUNDANCY])
+        check_redundancy(vs, vals[F_REDUNDANCY], s);
+    if (vals[F_HEALTH])
+        check_health(vs, vals[F_HEALTH], s);
+    if (vals[F_PROCESSES])
+        check_processes(vs, vals[F_PROCESSES], s);
+    if (vals[F_RECOVERY])
+        check_recovery(vs, vals[F_RECOVERY], s);
 
 cleanup:
     if (!s->networks) {
@@ -1529,6 +1992,47 @@ cleanup:
     return ret;
 }
 
+static json_t *limit_to_json(const struct spec_limit *l)
+{
+    return json_pack("{s:I, s:I}", "max", (json_int_t)l->max, "window_s",
+                     (json_int_t)l->window_s);
+}
+
+/* redundancy, health, processes and recovery into o; 0 or -1. */
+static int ha_to_json(const struct spec_service *spec, json_t *o)
+{
+    json_t *vips = json_array(), *procs = json_array();
+    int rc = 0;
+
+    if (!vips || !procs) {
+        json_decref(vips);
+        json_decref(procs);
+        return -1;
+    }
+    for (size_t i = 0; i < spec->n_vips && i < SPEC_MAX_VIPS; i++)
+        rc |= json_array_append_new(vips, json_string(spec->vips[i].ip));
+    for (size_t i = 0; i < spec->n_processes && i < SPEC_MAX_PROCESSES; i++)
+        rc |= json_array_append_new(procs, json_pack("{s:s, s:s}", "name",
+                                                     spec->processes[i].name, "command",
+                                                     spec->processes[i].command));
+    rc |= json_object_set_new(o, "redundancy",
+                              json_pack("{s:s, s:I, s:o}", "model",
+                                        spec_redundancy_name(spec->redundancy), "standbys",
+                                        (json_int_t)spec->standbys, "virtual_ips", vips));
+    rc |= json_object_set_new(o, "health",
+                              json_pack("{s:I, s:I}", "heartbeat_misses",
+                                        (json_int_t)spec->heartbeat_misses, "watchdog_s",
+                                        (json_int_t)spec->watchdog_s));
+    rc |= json_object_set_new(o, "processes", procs);
+    rc |= json_object_set_new(o, "recovery",
+                              json_pack("{s:o, s:o, s:o, s:s}", "app_restarts",
+                                        limit_to_json(&spec->app_restarts), "vm_restarts",
+                                        limit_to_json(&spec->vm_restarts), "failovers",
+                                        limit_to_json(&spec->failovers), "restart",
+                                        spec_restart_name(spec->restart)));
+    return rc ? -1 : 0;
+}
+
 json_t *spec_to_json(const struct spec_service *spec)
 {
     json_t *o = NULL, *nets = NULL;
@@ -1564,7 +2068,7 @@ json_t *spec_to_json(const struct spec_service *spec)
     }
     rc |= json_object_set_new(o, "networks", nets);
     nets = NULL;
-    if (rc != 0)
+    if (rc != 0 || ha_to_json(spec, o) != 0)
         goto fail;
     return o;
 
@@ -1577,6 +2081,11 @@ fail:
 static bool fixed_eq(const char *a, const char *b, size_t cap)
 {
     return strncmp(a, b, cap) == 0;
+}
+
+static bool limit_eq(const struct spec_limit *a, const struct spec_limit *b)
+{
+    return a->max == b->max && a->window_s == b->window_s;
 }
 
 int spec_equal(const struct spec_service *a, const struct spec_service *b)
@@ -1599,5 +2108,22 @@ int spec_equal(const struct spec_service *a, const struct spec_service *b)
             if (!fixed_eq(x->addresses[k].ip, y->addresses[k].ip, sizeof(x->addresses[k].ip)))
                 return 0;
     }
+    if (a->redundancy != b->redundancy || a->standbys != b->standbys ||
+        a->n_vips != b->n_vips || a->n_vips > SPEC_MAX_VIPS ||
+        a->heartbeat_misses != b->heartbeat_misses || a->watchdog_s != b->watchdog_s ||
+        a->n_processes != b->n_processes || a->n_processes > SPEC_MAX_PROCESSES ||
+        !limit_eq(&a->app_restarts, &b->app_restarts) ||
+        !limit_eq(&a->vm_restarts, &b->vm_restarts) ||
+        !limit_eq(&a->failovers, &b->failovers) || a->restart != b->restart)
+        return 0;
+    for (size_t i = 0; i < a->n_vips; i++)
+        if (!fixed_eq(a->vips[i].ip, b->vips[i].ip, sizeof(a->vips[i].ip)))
+            return 0;
+    for (size_t i = 0; i < a->n_processes; i++)
+        if (!fixed_eq(a->processes[i].name, b->processes[i].name,
+                      sizeof(a->processes[i].name)) ||
+            !fixed_eq(a->processes[i].command, b->processes[i].command,
+                      sizeof(a->processes[i].command)))
+            return 0;
     return 1;
 }

@@ -20,6 +20,27 @@
  *     - network: default       # a network cgvd manages
  *       addresses: [10.77.0.10, 10.77.0.11]   # optional, one IPv4 per instance;
  *                                             # omitted = from the network's pool
+ *   redundancy:                # default: model none
+ *     model: 2n                # none | 2n | n+m | nway-active
+ *     standbys: 1              # n+m only: M, 1..instances-1 (default 1);
+ *                              # 2n implies 1 (instances must be 2); else 0
+ *     virtual_ips: [10.77.0.50]  # optional; one per active assignment: 2n 1,
+ *                              # n+m instances-standbys; refused for none and
+ *                              # nway-active. On the first network, distinct,
+ *                              # not among any addresses of the spec.
+ *   health:
+ *     heartbeat_misses: 3      # 1..100: missed heartbeats before a hang
+ *     watchdog_s: 0            # 0 (off) or 1..60: the guest's i6300esb timeout
+ *   processes:                 # supervised in the guest by cgv-guest, 0..8
+ *     - name: nf               # cgv_name_valid, unique
+ *       command: /usr/sbin/cgv-nf   # 1..256 printable ASCII, run by /bin/sh -c
+ *   recovery:
+ *     app_restarts: {max: 3, window_s: 60}    # in-guest restarts of a process
+ *     vm_restarts:  {max: 3, window_s: 600}   # restarts of a VM
+ *     failovers:    {max: 5, window_s: 3600}  # fail-overs away from a VM
+ *     restart: fast            # fast (restore the snapshot taken when the
+ *                              # VM was first healthy) | cold (boot)
+ *   Limits: max 0..100 (0 = never), window_s 1..86400.
  *
  * Unknown fields are errors (they are usually typos).
  */
@@ -39,6 +60,22 @@
 #define SPEC_NAME_MAX 40
 
 enum spec_accel { SPEC_ACCEL_AUTO = 0, SPEC_ACCEL_KVM, SPEC_ACCEL_TCG };
+enum spec_redundancy { SPEC_RED_NONE = 0, SPEC_RED_2N, SPEC_RED_NPM, SPEC_RED_NWAY };
+enum spec_restart { SPEC_RESTART_FAST = 0, SPEC_RESTART_COLD };
+
+#define SPEC_MAX_VIPS 16
+#define SPEC_MAX_PROCESSES 8
+#define SPEC_COMMAND_MAX 256
+
+struct spec_limit {
+    unsigned max;      /* 0..100 */
+    unsigned window_s; /* 1..86400 */
+};
+
+struct spec_process {
+    char name[SPEC_NAME_MAX + 1];
+    char command[SPEC_COMMAND_MAX + 1];
+};
 
 struct spec_addr {
     char ip[16]; /* dotted IPv4 */
@@ -73,6 +110,19 @@ struct spec_service {
     size_t n_networks;
     struct spec_network *networks; /* owned */
     struct spec_pos image_pos, accel_pos;
+
+    /* High availability (defaults: none, 0, no VIPs, 3, 0, no processes,
+     * {3,60}, {3,600}, {5,3600}, fast) */
+    enum spec_redundancy redundancy;
+    unsigned standbys;
+    size_t n_vips;
+    struct spec_addr vips[SPEC_MAX_VIPS];
+    unsigned heartbeat_misses;
+    unsigned watchdog_s;
+    size_t n_processes;
+    struct spec_process processes[SPEC_MAX_PROCESSES];
+    struct spec_limit app_restarts, vm_restarts, failovers;
+    enum spec_restart restart;
 };
 
 /* One validation problem. path is "" for the document itself. */
@@ -120,5 +170,7 @@ void spec_issue_add(struct spec_issues *issues, const char *path, int line,
 char *spec_issues_format(const struct spec_issues *issues);
 
 const char *spec_accel_name(enum spec_accel a);
+const char *spec_redundancy_name(enum spec_redundancy r); /* "none", "2n", "n+m", "nway-active" */
+const char *spec_restart_name(enum spec_restart r);       /* "fast", "cold" */
 
 #endif

@@ -58,16 +58,21 @@ static bool str_printable(const char *s, size_t n)
     return true;
 }
 
-static void pack_str(struct pack *pk, const char *s)
+static void pack_str_max(struct pack *pk, const char *s, size_t max)
 {
-    size_t n = strnlen(s, PROTO_MAX_STR + 1);
+    size_t n = strnlen(s, max + 1);
 
-    if (n > PROTO_MAX_STR || !str_printable(s, n)) {
+    if (n > max || !str_printable(s, n)) {
         pk->overflow = true;
         return;
     }
     pack_u16(pk, (uint16_t)n);
     pack_bytes(pk, s, n);
+}
+
+static void pack_str(struct pack *pk, const char *s)
+{
+    pack_str_max(pk, s, PROTO_MAX_STR);
 }
 
 int proto_encode(const struct proto_msg *m, uint8_t *out, size_t cap)
@@ -108,6 +113,42 @@ int proto_encode(const struct proto_msg *m, uint8_t *out, size_t cap)
         if (m->u.shutdown.action > PROTO_SHUTDOWN_REBOOT)
             return -1;
         pack_u8(&pk, m->u.shutdown.action);
+        break;
+    case PROTO_CONFIG:
+        if (m->u.config.n_procs > PROTO_MAX_PROCS ||
+            m->u.config.watchdog_s > PROTO_MAX_WATCHDOG_S)
+            return -1;
+        pack_u32(&pk, m->u.config.watchdog_s);
+        pack_u32(&pk, m->u.config.app_max_restarts);
+        pack_u32(&pk, m->u.config.app_window_ms);
+        pack_u8(&pk, m->u.config.n_procs);
+        for (unsigned i = 0; i < m->u.config.n_procs; i++) {
+            pack_str(&pk, m->u.config.procs[i].name);
+            pack_str_max(&pk, m->u.config.procs[i].command, PROTO_MAX_LSTR);
+        }
+        break;
+    case PROTO_ROLE_SET:
+        if (m->u.role_set.n_vips > PROTO_MAX_VIPS || m->u.role_set.role > PROTO_ROLE_STANDBY)
+            return -1;
+        pack_u64(&pk, m->u.role_set.generation);
+        pack_u8(&pk, m->u.role_set.role);
+        pack_str(&pk, m->u.role_set.assignment);
+        pack_u8(&pk, m->u.role_set.n_vips);
+        for (unsigned i = 0; i < m->u.role_set.n_vips; i++)
+            pack_str(&pk, m->u.role_set.vips[i]);
+        break;
+    case PROTO_ROLE_ACK:
+        pack_u64(&pk, m->u.role_ack.generation);
+        pack_u8(&pk, m->u.role_ack.role);
+        pack_u8(&pk, m->u.role_ack.result);
+        pack_str(&pk, m->u.role_ack.detail);
+        break;
+    case PROTO_APP_EVENT:
+        pack_str(&pk, m->u.app_event.name);
+        pack_u8(&pk, m->u.app_event.kind);
+        pack_u32(&pk, (uint32_t)m->u.app_event.status);
+        pack_u32(&pk, m->u.app_event.restarts);
+        pack_u32(&pk, m->u.app_event.pid);
         break;
     default:
         return -1;
@@ -173,15 +214,22 @@ static uint64_t unpack_u64(struct unpack *u, const char *field)
     return (hi << 32) | lo;
 }
 
-/* dst must hold PROTO_MAX_STR + 1 bytes. */
-static void unpack_str(struct unpack *u, char *dst, const char *field)
+static uint8_t unpack_u8(struct unpack *u, const char *field)
+{
+    if (!need(u, 1, field))
+        return 0;
+    return u->p[u->off++];
+}
+
+/* dst must hold max + 1 bytes. */
+static void unpack_str_max(struct unpack *u, char *dst, size_t max, const char *field)
 {
     uint16_t n = unpack_u16(u, field);
 
     dst[0] = '\0';
     if (u->fail)
         return;
-    if (n > PROTO_MAX_STR) {
+    if (n > max) {
         u->fail = field;
         return;
     }
@@ -194,6 +242,11 @@ static void unpack_str(struct unpack *u, char *dst, const char *field)
     memcpy(dst, u->p + u->off, n);
     dst[n] = '\0';
     u->off += n;
+}
+
+static void unpack_str(struct unpack *u, char *dst, const char *field)
+{
+    unpack_str_max(u, dst, PROTO_MAX_STR, field);
 }
 
 static int why_set(char *why, size_t cap, const char *fmt, ...)
@@ -250,6 +303,57 @@ int proto_decode_payload(uint8_t type, const uint8_t *p, size_t len,
                 u.fail = "action (unknown)";
         }
         break;
+    case PROTO_CONFIG: {
+        struct proto_config *c = &out->u.config;
+        c->watchdog_s = unpack_u32(&u, "watchdog_s");
+        c->app_max_restarts = unpack_u32(&u, "app_max_restarts");
+        c->app_window_ms = unpack_u32(&u, "app_window_ms");
+        c->n_procs = unpack_u8(&u, "n_procs");
+        if (!u.fail && c->watchdog_s > PROTO_MAX_WATCHDOG_S)
+            u.fail = "watchdog_s (out of range)";
+        if (!u.fail && c->n_procs > PROTO_MAX_PROCS)
+            u.fail = "n_procs (too many)";
+        for (unsigned i = 0; !u.fail && i < c->n_procs; i++) {
+            unpack_str(&u, c->procs[i].name, "procs.name");
+            unpack_str_max(&u, c->procs[i].command, PROTO_MAX_LSTR, "procs.command");
+        }
+        break;
+    }
+    case PROTO_ROLE_SET: {
+        struct proto_role_set *r = &out->u.role_set;
+        r->generation = unpack_u64(&u, "generation");
+        r->role = unpack_u8(&u, "role");
+        unpack_str(&u, r->assignment, "assignment");
+        r->n_vips = unpack_u8(&u, "n_vips");
+        if (!u.fail && r->role > PROTO_ROLE_STANDBY)
+            u.fail = "role (unknown)";
+        if (!u.fail && r->n_vips > PROTO_MAX_VIPS)
+            u.fail = "n_vips (too many)";
+        for (unsigned i = 0; !u.fail && i < r->n_vips; i++)
+            unpack_str(&u, r->vips[i], "vips");
+        break;
+    }
+    case PROTO_ROLE_ACK: {
+        struct proto_role_ack *a = &out->u.role_ack;
+        a->generation = unpack_u64(&u, "generation");
+        a->role = unpack_u8(&u, "role");
+        a->result = unpack_u8(&u, "result");
+        unpack_str(&u, a->detail, "detail");
+        if (!u.fail && (a->role > PROTO_ROLE_STANDBY || a->result > PROTO_ACK_STALE))
+            u.fail = "role or result (unknown)";
+        break;
+    }
+    case PROTO_APP_EVENT: {
+        struct proto_app_event *a = &out->u.app_event;
+        unpack_str(&u, a->name, "name");
+        a->kind = unpack_u8(&u, "kind");
+        a->status = (int32_t)unpack_u32(&u, "status");
+        a->restarts = unpack_u32(&u, "restarts");
+        a->pid = unpack_u32(&u, "pid");
+        if (!u.fail && a->kind > PROTO_APP_GAVE_UP)
+            u.fail = "kind (unknown)";
+        break;
+    }
     default:
         return why_set(why, whycap, "unknown message type %u", type);
     }
@@ -356,6 +460,10 @@ const char *proto_type_name(unsigned type)
     case PROTO_PING: return "PING";
     case PROTO_PONG: return "PONG";
     case PROTO_SHUTDOWN: return "SHUTDOWN";
+    case PROTO_CONFIG: return "CONFIG";
+    case PROTO_ROLE_SET: return "ROLE_SET";
+    case PROTO_ROLE_ACK: return "ROLE_ACK";
+    case PROTO_APP_EVENT: return "APP_EVENT";
     }
     return "UNKNOWN";
 }

@@ -150,8 +150,8 @@ static void test_status(void **state)
                       "\"message\": \"no such service: nosuch\"}}");
 
     expect_rc(f, RUN(f, "status"), 0);
-    assert_non_null(strstr(f->out, "SERVICE  VM      STATE    AGENT"));
-    assert_non_null(strstr(f->out, "demo     demo-0  running  up     0.4s ago   10.77.0.100"));
+    assert_non_null(strstr(f->out, "SERVICE  VM      STATE    ROLE  AGENT"));
+    assert_non_null(strstr(f->out, "demo     demo-0  running  -     up     0.4s ago   10.77.0.100"));
     assert_string_equal(f->err, "");
 
     expect_rc(f, RUN(f, "status", "--json"), 0);

@@ -44,14 +44,22 @@ static json_t *load(const char *text)
 
 static const char services_json[] =
     "{\"services\": ["
-    " {\"name\": \"demo\", \"generation\": 1, \"vms\": ["
+    " {\"name\": \"demo\", \"generation\": 1,"
+    "  \"ha\": {\"model\": \"2n\", \"up\": true, \"availability\": 0.9999875,"
+    "   \"downtime_ms\": 41, \"outages_total\": 1, \"assignments\": [{\"name\": \"a0\","
+    "   \"virtual_ip\": \"10.77.0.50\", \"active\": \"demo-0\", \"acked\": true}]},"
+    "  \"vms\": ["
     "  {\"name\": \"demo-0\", \"service\": \"demo\", \"state\": \"running\","
     "   \"desired\": \"running\", \"busy\": null, \"restart_pending\": false,"
     "   \"addresses\": [\"10.77.0.100\"],"
+    "   \"ha\": {\"state\": \"healthy\", \"role\": \"active\", \"assignment\": \"a0\","
+    "    \"acked\": true},"
     "   \"agent\": {\"state\": \"up\", \"last_heartbeat_age_ms\": 420}},"
     "  {\"name\": \"demo-1\", \"service\": \"demo\", \"state\": \"paused\","
     "   \"desired\": \"running\", \"busy\": \"resume\", \"restart_pending\": true,"
     "   \"addresses\": [\"10.77.0.101\", \"10.78.0.5\"],"
+    "   \"ha\": {\"state\": \"healthy\", \"role\": \"standby\", \"assignment\": null,"
+    "    \"acked\": false},"
     "   \"agent\": {\"state\": \"paused\", \"last_heartbeat_age_ms\": 75000}}]},"
     " {\"name\": \"longer-service\", \"vms\": ["
     "  {\"name\": \"longer-service-0\", \"state\": \"shutoff\", \"desired\": \"running\","
@@ -71,12 +79,13 @@ static void test_status_table(void **state)
     out = cap_close(&c);
     assert_string_equal(
         out,
-        "SERVICE         VM                STATE                   AGENT   HEARTBEAT  ADDRESS                BUSY\n"
-        "demo            demo-0            running                 up      0.4s ago   10.77.0.100            -\n"
-        "demo            demo-1            paused*                 paused  1m ago     10.77.0.101,10.78.0.5  resume\n"
-        "longer-service  longer-service-0  shutoff (want running)  never   -          -                      -\n"
-        "empty           -                 (no VMs)                -       -          -                      -\n"
-        "* restart pending: spec changes take effect when the VM next starts\n");
+        "SERVICE         VM                STATE                   ROLE       AGENT   HEARTBEAT  ADDRESS                BUSY\n"
+        "demo            demo-0            running                 active a0  up      0.4s ago   10.77.0.100            -\n"
+        "demo            demo-1            paused*                 standby?   paused  1m ago     10.77.0.101,10.78.0.5  resume\n"
+        "longer-service  longer-service-0  shutoff (want running)  -          never   -          -                      -\n"
+        "empty           -                 (no VMs)                -          -       -          -                      -\n"
+        "* restart pending: spec changes take effect when the VM next starts\n"
+        "demo: 2n, up, availability 99.99875% (downtime 41 ms, 1 outage); a0 10.77.0.50 -> demo-0\n");
     free(c.buf);
     json_decref(doc);
 }
@@ -95,8 +104,8 @@ static void test_status_single_service_and_empty(void **state)
     assert_int_equal(cli_print_status(cap_open(&c), doc), 1);
     out = cap_close(&c);
     assert_string_equal(out,
-                        "SERVICE  VM      STATE    AGENT  HEARTBEAT  ADDRESS      BUSY\n"
-                        "demo     demo-0  running  down   12s ago    10.77.0.100  -\n");
+                        "SERVICE  VM      STATE    ROLE  AGENT  HEARTBEAT  ADDRESS      BUSY\n"
+                        "demo     demo-0  running  -     down   12s ago    10.77.0.100  -\n");
     free(c.buf);
     json_decref(doc);
 
@@ -110,7 +119,7 @@ static void test_status_single_service_and_empty(void **state)
     doc = load("{\"vms\": [{}]}");
     assert_int_equal(cli_print_status(cap_open(&c), doc), 1);
     out = cap_close(&c);
-    assert_non_null(strstr(out, "\n-        -   unknown  -      -          -        -\n"));
+    assert_non_null(strstr(out, "\n-        -   unknown  -     -      -          -        -\n"));
     free(c.buf);
     json_decref(doc);
 }

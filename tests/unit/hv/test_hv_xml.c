@@ -214,7 +214,11 @@ static void assert_structure(const char *xml, const struct hv_domain_def *d)
     assert_int_equal(xpath_count(doc, "//comment()"), 0);
     assert_int_equal(xpath_count(doc, "//processing-instruction()"), 0);
     assert_int_equal(xpath_count(doc, "//x"), 0);
-    assert_int_equal(xpath_count(doc, "/domain/devices/*"), (int)d->n_nics + 5);
+    /* serial, console, channel, watchdog, panic, usb controller, balloon */
+    assert_int_equal(xpath_count(doc, "/domain/devices/*"), (int)d->n_nics + 7);
+    assert_int_equal(xpath_count(doc, "/domain/devices/watchdog[@model='i6300esb'][@action='none']"), 1);
+    assert_int_equal(xpath_count(doc, "/domain/devices/panic[@model='isa']"), 1);
+    assert_xpath_str(doc, "/domain/on_crash", "preserve");
     assert_int_equal(xpath_count(doc, "//interface"), (int)d->n_nics);
     assert_int_equal(xpath_count(doc, "//source[@path]"), 3);
     assert_int_equal(xpath_count(doc, "/domain/metadata/*"), 1);

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -233,6 +234,100 @@ static void test_trailing_fields_ignored(void **state)
     assert_int_equal(out.u.ping.seq, 3);
 }
 
+static void roundtrip(const struct proto_msg *in)
+{
+    uint8_t buf[PROTO_MAX_FRAME];
+    struct proto_reader r;
+    struct proto_msg out;
+    char why[160];
+    int n = encode(in, buf, sizeof(buf));
+
+    proto_reader_init(&r);
+    assert_int_equal(proto_reader_push(&r, buf, (size_t)n), n);
+    if (proto_reader_next(&r, &out, why, sizeof(why)) != PROTO_MSG)
+        fail_msg("%s did not decode: %s", proto_type_name(in->type), why);
+    assert_int_equal(out.type, in->type);
+    assert_memory_equal(&out.u, &in->u, sizeof(out.u));
+}
+
+static void test_ha_messages(void **state)
+{
+    static struct proto_msg m; /* large: keep it off the stack, zeroed */
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_CONFIG;
+    m.u.config.watchdog_s = 2;
+    m.u.config.app_max_restarts = 3;
+    m.u.config.app_window_ms = 60000;
+    m.u.config.n_procs = PROTO_MAX_PROCS;
+    for (int i = 0; i < PROTO_MAX_PROCS; i++) {
+        snprintf(m.u.config.procs[i].name, sizeof(m.u.config.procs[i].name), "p%d", i);
+        memset(m.u.config.procs[i].command, 'x', PROTO_MAX_LSTR);
+    }
+    roundtrip(&m); /* the largest CONFIG fits one frame */
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ROLE_SET;
+    m.u.role_set.generation = 77;
+    m.u.role_set.role = PROTO_ROLE_ACTIVE;
+    strcpy(m.u.role_set.assignment, "web-a0");
+    m.u.role_set.n_vips = 2;
+    strcpy(m.u.role_set.vips[0], "10.77.0.50/24");
+    strcpy(m.u.role_set.vips[1], "10.77.0.51/24");
+    roundtrip(&m);
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ROLE_ACK;
+    m.u.role_ack.generation = 77;
+    m.u.role_ack.role = PROTO_ROLE_STANDBY;
+    m.u.role_ack.result = PROTO_ACK_STALE;
+    strcpy(m.u.role_ack.detail, "older than 78");
+    roundtrip(&m);
+
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_APP_EVENT;
+    strcpy(m.u.app_event.name, "nf");
+    m.u.app_event.kind = PROTO_APP_EXITED;
+    m.u.app_event.status = -9;
+    m.u.app_event.restarts = 2;
+    m.u.app_event.pid = 4242;
+    roundtrip(&m);
+}
+
+static void test_ha_bounds(void **state)
+{
+    static struct proto_msg m;
+    uint8_t buf[PROTO_MAX_FRAME], p[16];
+    char why[160];
+
+    (void)state;
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_CONFIG;
+    m.u.config.n_procs = PROTO_MAX_PROCS + 1;
+    assert_int_equal(proto_encode(&m, buf, sizeof(buf)), -1);
+    m.u.config.n_procs = 0;
+    m.u.config.watchdog_s = PROTO_MAX_WATCHDOG_S + 1;
+    assert_int_equal(proto_encode(&m, buf, sizeof(buf)), -1);
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ROLE_SET;
+    m.u.role_set.role = 9;
+    assert_int_equal(proto_encode(&m, buf, sizeof(buf)), -1);
+    /* Decoding: a role of 9 and an APP_EVENT kind of 7 are refused. */
+    memset(p, 0, sizeof(p));
+    p[8] = 9; /* role after the u64 generation */
+    assert_int_equal(proto_decode_payload(PROTO_ROLE_SET, p, 12, &m, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "role"));
+    memset(p, 0, sizeof(p));
+    p[2] = 7; /* kind after an empty name */
+    assert_int_equal(proto_decode_payload(PROTO_APP_EVENT, p, 15, &m, why, sizeof(why)), -1);
+    assert_non_null(strstr(why, "kind"));
+    /* CONFIG claiming 9 processes */
+    memset(p, 0, sizeof(p));
+    p[12] = PROTO_MAX_PROCS + 1;
+    assert_int_equal(proto_decode_payload(PROTO_CONFIG, p, 13, &m, why, sizeof(why)), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -245,6 +340,8 @@ int main(void)
         cmocka_unit_test(test_string_bounds_on_decode),
         cmocka_unit_test(test_host_hello_interval_bounds),
         cmocka_unit_test(test_trailing_fields_ignored),
+        cmocka_unit_test(test_ha_messages),
+        cmocka_unit_test(test_ha_bounds),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

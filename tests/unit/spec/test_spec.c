@@ -345,8 +345,284 @@ static void test_defaults(void **state)
     assert_int_equal(s->n_networks, 1);
     assert_string_equal(s->networks[0].network, "default");
     assert_int_equal(s->networks[0].n_addresses, 0);
+    /* high availability: everything off, the documented limits */
+    assert_int_equal(s->redundancy, SPEC_RED_NONE);
+    assert_int_equal(s->standbys, 0);
+    assert_int_equal(s->n_vips, 0);
+    assert_int_equal(s->heartbeat_misses, 3);
+    assert_int_equal(s->watchdog_s, 0);
+    assert_int_equal(s->n_processes, 0);
+    assert_int_equal(s->app_restarts.max, 3);
+    assert_int_equal(s->app_restarts.window_s, 60);
+    assert_int_equal(s->vm_restarts.max, 3);
+    assert_int_equal(s->vm_restarts.window_s, 600);
+    assert_int_equal(s->failovers.max, 5);
+    assert_int_equal(s->failovers.window_s, 3600);
+    assert_int_equal(s->restart, SPEC_RESTART_FAST);
     spec_free(s);
 }
+
+/* Defaults inside the high-availability sections: an empty or partial
+ * section means the defaults for what it leaves out. */
+static void test_ha_defaults(void **state)
+{
+    struct spec_service *s;
+
+    (void)state;
+    s = parse_ok("name: a\ninstances: 2\nredundancy: {model: 2n}\n");
+    assert_int_equal(s->redundancy, SPEC_RED_2N);
+    assert_int_equal(s->standbys, 1);
+    assert_int_equal(s->n_vips, 0);
+    spec_free(s);
+
+    s = parse_ok("name: a\ninstances: 4\nredundancy: {model: n+m}\n");
+    assert_int_equal(s->redundancy, SPEC_RED_NPM);
+    assert_int_equal(s->standbys, 1);
+    spec_free(s);
+
+    s = parse_ok("name: a\ninstances: 4\nredundancy: {model: nway-active}\n");
+    assert_int_equal(s->redundancy, SPEC_RED_NWAY);
+    assert_int_equal(s->standbys, 0);
+    spec_free(s);
+
+    s = parse_ok("name: a\nhealth: {watchdog_s: 2}\nprocesses: []\n"
+                 "recovery:\n  app_restarts: {max: 0}\n  vm_restarts: {window_s: 5}\n"
+                 "  failovers: {}\n");
+    assert_int_equal(s->heartbeat_misses, 3);
+    assert_int_equal(s->watchdog_s, 2);
+    assert_int_equal(s->n_processes, 0);
+    assert_int_equal(s->app_restarts.max, 0);
+    assert_int_equal(s->app_restarts.window_s, 60);
+    assert_int_equal(s->vm_restarts.max, 3);
+    assert_int_equal(s->vm_restarts.window_s, 5);
+    assert_int_equal(s->failovers.max, 5);
+    assert_int_equal(s->failovers.window_s, 3600);
+    assert_int_equal(s->restart, SPEC_RESTART_FAST);
+    spec_free(s);
+
+    s = parse_ok("name: a\nhealth: {heartbeat_misses: 7}\nrecovery: {restart: cold}\n");
+    assert_int_equal(s->heartbeat_misses, 7);
+    assert_int_equal(s->watchdog_s, 0);
+    assert_int_equal(s->restart, SPEC_RESTART_COLD);
+    assert_int_equal(s->app_restarts.max, 3);
+    spec_free(s);
+}
+
+/* What the HA fields hold, and where the virtual IPs were written. */
+static void test_ha_fields(void **state)
+{
+    struct spec_service *s;
+
+    (void)state;
+    s = parse_ok("name: a\ninstances: 5\n"
+                 "redundancy:\n  model: n+m\n  standbys: 2\n"
+                 "  virtual_ips: [10.1.0.1, 10.1.0.2,\n     10.1.0.3]\n"
+                 "processes:\n  - name: nf\n    command: /bin/nf -x\n"
+                 "  - {command: 'a  b', name: z}\n");
+    assert_int_equal(s->standbys, 2);
+    assert_int_equal(s->n_vips, 3);
+    assert_string_equal(s->vips[0].ip, "10.1.0.1");
+    assert_int_equal(s->vips[0].line, 6);
+    assert_int_equal(s->vips[0].column, 17);
+    assert_string_equal(s->vips[1].ip, "10.1.0.2");
+    assert_int_equal(s->vips[1].line, 6);
+    assert_int_equal(s->vips[1].column, 27);
+    assert_string_equal(s->vips[2].ip, "10.1.0.3");
+    assert_int_equal(s->vips[2].line, 7);
+    assert_int_equal(s->vips[2].column, 6);
+    assert_int_equal(s->n_processes, 2);
+    assert_string_equal(s->processes[0].name, "nf");
+    assert_string_equal(s->processes[0].command, "/bin/nf -x");
+    assert_string_equal(s->processes[1].name, "z");
+    assert_string_equal(s->processes[1].command, "a  b");
+    assert_round_trip(s);
+    spec_free(s);
+}
+
+/* watchdog_s against heartbeat_ms: refused while watchdog_s * 1000 <=
+ * heartbeat_ms; 0 is always fine. */
+static void test_ha_watchdog(void **state)
+{
+    static const struct {
+        unsigned hb, wd;
+        bool ok;
+    } cases[] = {
+        { 1000, 0, true },   { 1000, 1, false },  { 1000, 2, true },   { 999, 1, true },
+        { 60000, 60, false }, { 59999, 60, true }, { 10, 1, true },    { 60000, 0, true },
+        { 2000, 2, false },  { 2001, 3, true },   { 2001, 2, false },  { 10, 61, false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *t = cgv_asprintf("name: a\nheartbeat_ms: %u\nhealth:\n  watchdog_s: %u\n",
+                               cases[i].hb, cases[i].wd);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+
+        if ((rc == 0) != cases[i].ok) {
+            print_error("heartbeat_ms %u, watchdog_s %u: rc %d\n", cases[i].hb, cases[i].wd,
+                        rc);
+            fail();
+        }
+        if (rc == 0) {
+            assert_int_equal(s->watchdog_s, cases[i].wd);
+        } else {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "health.watchdog_s");
+            assert_int_equal(iss.items[0].line, 4);
+            assert_int_equal(iss.items[0].column, 15);
+            if (cases[i].wd <= 60)
+                assert_contains(iss.items[0].msg, "pets the watchdog with each heartbeat");
+        }
+        spec_free(s);
+        free(t);
+    }
+}
+
+/* The model against instances, standbys and the number of virtual IPs. */
+static void test_ha_redundancy_matrix(void **state)
+{
+    static const struct {
+        const char *model;
+        int instances; /* -1: not given */
+        int standbys;  /* -1: not given */
+        int vips;      /* number of virtual IPs given, -1: not given */
+        bool ok;
+        const char *path; /* of the one issue when not ok */
+    } cases[] = {
+        { "none", -1, -1, -1, true, NULL },
+        { "none", 5, 0, 0, true, NULL },
+        { "none", 5, 1, -1, false, "redundancy.standbys" },
+        { "none", 2, -1, 1, false, "redundancy.virtual_ips" },
+        { "2n", 2, -1, -1, true, NULL },
+        { "2n", 2, 1, 1, true, NULL },
+        { "2n", 2, 0, -1, false, "redundancy.standbys" },
+        { "2n", 2, -1, 0, true, NULL },
+        { "2n", 2, -1, 2, false, "redundancy.virtual_ips" },
+        { "2n", 1, -1, -1, false, "instances" },
+        { "2n", 3, -1, -1, false, "instances" },
+        { "2n", -1, -1, -1, false, "redundancy.model" },
+        { "n+m", 2, -1, 1, true, NULL },
+        { "n+m", 2, 1, 1, true, NULL },
+        { "n+m", 2, 2, -1, false, "redundancy.standbys" },
+        { "n+m", 64, 63, 1, true, NULL },
+        { "n+m", 64, 48, 16, true, NULL },
+        { "n+m", 64, 47, 17, false, "redundancy.virtual_ips" },
+        { "n+m", 64, 64, -1, false, "redundancy.standbys" },
+        { "n+m", 10, 3, 7, true, NULL },
+        { "n+m", 10, 3, 6, false, "redundancy.virtual_ips" },
+        { "n+m", 10, 3, 8, false, "redundancy.virtual_ips" },
+        { "n+m", 10, -1, 9, true, NULL },
+        { "n+m", 10, 0, -1, false, "redundancy.standbys" },
+        { "n+m", 1, -1, -1, false, "instances" },
+        { "n+m", -1, -1, -1, false, "redundancy.model" },
+        { "nway-active", 3, -1, -1, true, NULL },
+        { "nway-active", 3, 0, 0, true, NULL },
+        { "nway-active", 1, -1, -1, true, NULL },
+        { "nway-active", 3, 2, -1, false, "redundancy.standbys" },
+        { "nway-active", 3, -1, 3, false, "redundancy.virtual_ips" },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *inst = cases[i].instances >= 0 ? cgv_asprintf("instances: %d\n", cases[i].instances)
+                                             : cgv_strdup("");
+        char *sb = cases[i].standbys >= 0 ? cgv_asprintf("  standbys: %d\n", cases[i].standbys)
+                                          : cgv_strdup("");
+        char vl[1024] = "";
+        char *t;
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc;
+
+        if (cases[i].vips >= 0) {
+            size_t o = (size_t)snprintf(vl, sizeof(vl), "  virtual_ips: [");
+            for (int k = 0; k < cases[i].vips; k++)
+                o += (size_t)snprintf(vl + o, sizeof(vl) - o, "%s10.9.0.%d", k ? ", " : "", k + 1);
+            snprintf(vl + o, sizeof(vl) - o, "]\n");
+        }
+        t = cgv_asprintf("name: a\n%sredundancy:\n  model: %s\n%s%s", inst, cases[i].model, sb, vl);
+        rc = spec_parse(t, strlen(t), &s, &iss);
+        if ((rc == 0) != cases[i].ok || (rc != 0 && (iss.n != 1 ||
+                                                     strcmp(iss.items[0].path, cases[i].path)))) {
+            char *f = spec_issues_format(&iss);
+            print_error("case %zu:\n%s\nrc %d\n%s\n", i, t, rc, rc ? f : "");
+            free(f);
+            fail();
+        }
+        if (rc == 0) {
+            assert_int_equal(s->n_vips, cases[i].vips > 0 ? cases[i].vips : 0);
+            if (strcmp(cases[i].model, "n+m") == 0)
+                assert_int_equal(s->standbys, cases[i].standbys >= 0 ? cases[i].standbys : 1);
+            assert_round_trip(s);
+        }
+        spec_free(s);
+        free(t);
+        free(inst);
+        free(sb);
+    }
+}
+
+/* Process commands: 1..256 bytes of printable ASCII, not only spaces. */
+static void test_ha_commands(void **state)
+{
+    char longest[SPEC_COMMAND_MAX + 2];
+    struct spec_service *s;
+    char *t;
+
+    (void)state;
+    for (unsigned c = 0x01; c <= 0xff; c++) {
+        char cmd[8];
+        struct spec_issues iss;
+        int rc;
+        bool ok = c >= 0x20 && c <= 0x7e && c != ' ';
+
+        /* JSON so that every byte can be written; \u escapes for controls */
+        if (c < 0x20 || c == '"' || c == '\\')
+            snprintf(cmd, sizeof(cmd), "\\u%04x", c);
+        else
+            snprintf(cmd, sizeof(cmd), "%c", (char)c);
+        if (c >= 0x80) /* a raw byte is invalid UTF-8; write the code point */
+            snprintf(cmd, sizeof(cmd), "\\u%04x", c);
+        t = cgv_asprintf("{\"name\": \"a\", \"processes\": [{\"name\": \"p\", "
+                         "\"command\": \"%s\"}]}", cmd);
+        s = NULL;
+        rc = spec_parse(t, strlen(t), &s, &iss);
+        if ((rc == 0) != ok) {
+            print_error("command byte 0x%02x: rc %d\n", c, rc);
+            fail();
+        }
+        if (rc != 0) {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "processes[0].command");
+        } else {
+            assert_int_equal(strlen(s->processes[0].command), 1);
+        }
+        spec_free(s);
+        free(t);
+    }
+    memset(longest, 'x', sizeof(longest));
+    longest[SPEC_COMMAND_MAX] = '\0';
+    t = cgv_asprintf("name: a\nprocesses:\n  - name: p\n    command: %s\n", longest);
+    s = parse_ok(t);
+    assert_int_equal(strlen(s->processes[0].command), SPEC_COMMAND_MAX);
+    assert_round_trip(s);
+    spec_free(s);
+    free(t);
+    longest[SPEC_COMMAND_MAX] = 'x';
+    longest[SPEC_COMMAND_MAX + 1] = '\0';
+    t = cgv_asprintf("name: a\nprocesses:\n  - name: p\n    command: %s\n", longest);
+    assert_int_equal(spec_parse(t, strlen(t), NULL, NULL), -1);
+    free(t);
+}
+
+#define HA_DEFAULTS_JSON                                                                   \
+    "\"redundancy\":{\"model\":\"none\",\"standbys\":0,\"virtual_ips\":[]},"                    \
+    "\"health\":{\"heartbeat_misses\":3,\"watchdog_s\":0},\"processes\":[],"                   \
+    "\"recovery\":{\"app_restarts\":{\"max\":3,\"window_s\":60},"                              \
+    "\"vm_restarts\":{\"max\":3,\"window_s\":600},\"failovers\":{\"max\":5,\"window_s\":3600},"  \
+    "\"restart\":\"fast\"}"
 
 static void test_canonical_json(void **state)
 {
@@ -358,7 +634,29 @@ static void test_canonical_json(void **state)
     t = canonical_text(s, JSON_COMPACT);
     assert_string_equal(t, "{\"name\":\"demo\",\"instances\":1,\"vcpus\":1,\"memory\":\"256MiB\","
                            "\"image\":\"default\",\"acceleration\":\"auto\",\"heartbeat_ms\":1000,"
-                           "\"networks\":[{\"network\":\"default\",\"addresses\":[]}]}");
+                           "\"networks\":[{\"network\":\"default\",\"addresses\":[]}],"
+                           HA_DEFAULTS_JSON "}");
+    free(t);
+    spec_free(s);
+
+    s = parse_ok("name: sbc\ninstances: 2\nredundancy: {model: 2n, virtual_ips: [10.9.0.1]}\n"
+                 "health: {heartbeat_misses: 4, watchdog_s: 5}\n"
+                 "processes:\n  - {name: nf, command: /bin/nf}\n"
+                 "recovery:\n  app_restarts: {max: 1, window_s: 2}\n"
+                 "  vm_restarts: {max: 3, window_s: 4}\n  failovers: {max: 5, window_s: 6}\n"
+                 "  restart: cold\n");
+    t = canonical_text(s, JSON_COMPACT);
+    assert_string_equal(t, "{\"name\":\"sbc\",\"instances\":2,\"vcpus\":1,\"memory\":\"256MiB\","
+                           "\"image\":\"default\",\"acceleration\":\"auto\",\"heartbeat_ms\":1000,"
+                           "\"networks\":[{\"network\":\"default\",\"addresses\":[]}],"
+                           "\"redundancy\":{\"model\":\"2n\",\"standbys\":1,"
+                           "\"virtual_ips\":[\"10.9.0.1\"]},"
+                           "\"health\":{\"heartbeat_misses\":4,\"watchdog_s\":5},"
+                           "\"processes\":[{\"name\":\"nf\",\"command\":\"/bin/nf\"}],"
+                           "\"recovery\":{\"app_restarts\":{\"max\":1,\"window_s\":2},"
+                           "\"vm_restarts\":{\"max\":3,\"window_s\":4},"
+                           "\"failovers\":{\"max\":5,\"window_s\":6},\"restart\":\"cold\"}}");
+    assert_round_trip(s);
     free(t);
     spec_free(s);
 
@@ -371,7 +669,7 @@ static void test_canonical_json(void **state)
                            "\"image\":\"alpine\",\"acceleration\":\"tcg\",\"heartbeat_ms\":250,"
                            "\"networks\":[{\"network\":\"front\",\"addresses\":"
                            "[\"10.77.0.10\",\"10.77.0.11\"]},"
-                           "{\"network\":\"back\",\"addresses\":[]}]}");
+                           "{\"network\":\"back\",\"addresses\":[]}]," HA_DEFAULTS_JSON "}");
     assert_round_trip(s);
     /* where each thing was written */
     assert_int_equal(s->networks[0].line, 9);
@@ -419,6 +717,141 @@ static void test_equal(void **state)
     }
     spec_free(a);
     spec_free(a2);
+}
+
+/* spec_equal on every high-availability field: each variant differs from
+ * the base in one of them; differently written text with the same meaning
+ * (flow style, defaults spelled out, other positions) is equal. */
+#define HA_BASE(red, health, procs, rec)                                                   \
+    "name: a\ninstances: 3\nredundancy:\n" red "health:\n" health "processes:\n" procs          \
+    "recovery:\n" rec
+#define RED_DEF "  model: n+m\n  virtual_ips: [10.1.0.1, 10.1.0.2]\n"
+#define HEALTH_DEF "  heartbeat_misses: 3\n  watchdog_s: 5\n"
+#define PROCS_DEF "  - {name: a, command: /bin/a}\n  - {name: b, command: /bin/b}\n"
+#define REC_DEF                                                                            \
+    "  app_restarts: {max: 1, window_s: 10}\n  vm_restarts: {max: 2, window_s: 20}\n"         \
+    "  failovers: {max: 3, window_s: 30}\n"
+
+static void test_equal_ha(void **state)
+{
+    const char *variants[] = {
+        HA_BASE("  model: nway-active\n", HEALTH_DEF, PROCS_DEF, REC_DEF),
+        HA_BASE("  model: n+m\n  standbys: 2\n  virtual_ips: [10.1.0.1]\n", HEALTH_DEF,
+                PROCS_DEF, REC_DEF),
+        HA_BASE("  model: n+m\n  virtual_ips: [10.1.0.2, 10.1.0.1]\n", HEALTH_DEF, PROCS_DEF,
+                REC_DEF),
+        HA_BASE("  model: n+m\n  virtual_ips: [10.1.0.1, 10.1.0.3]\n", HEALTH_DEF, PROCS_DEF,
+                REC_DEF),
+        HA_BASE("  model: n+m\n", HEALTH_DEF, PROCS_DEF, REC_DEF),
+        HA_BASE(RED_DEF, "  heartbeat_misses: 4\n  watchdog_s: 5\n", PROCS_DEF, REC_DEF),
+        HA_BASE(RED_DEF, "  heartbeat_misses: 3\n  watchdog_s: 6\n", PROCS_DEF, REC_DEF),
+        HA_BASE(RED_DEF, "  heartbeat_misses: 3\n", PROCS_DEF, REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, "  - {name: c, command: /bin/a}\n  - {name: b, command: /bin/b}\n",
+                REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, "  - {name: a, command: /bin/a}\n  - {name: b, command: /bin/bb}\n",
+                REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, "  - {name: b, command: /bin/b}\n  - {name: a, command: /bin/a}\n",
+                REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, "  - {name: a, command: /bin/a}\n", REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, "  []\n", REC_DEF),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 9, window_s: 10}\n  vm_restarts: {max: 2, window_s: 20}\n"
+                "  failovers: {max: 3, window_s: 30}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 1, window_s: 11}\n  vm_restarts: {max: 2, window_s: 20}\n"
+                "  failovers: {max: 3, window_s: 30}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 1, window_s: 10}\n  vm_restarts: {max: 9, window_s: 20}\n"
+                "  failovers: {max: 3, window_s: 30}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 1, window_s: 10}\n  vm_restarts: {max: 2, window_s: 21}\n"
+                "  failovers: {max: 3, window_s: 30}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 1, window_s: 10}\n  vm_restarts: {max: 2, window_s: 20}\n"
+                "  failovers: {max: 9, window_s: 30}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF,
+                "  app_restarts: {max: 1, window_s: 10}\n  vm_restarts: {max: 2, window_s: 20}\n"
+                "  failovers: {max: 3, window_s: 31}\n"),
+        HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF, REC_DEF "  restart: cold\n"),
+        /* the model alone, everything else at its default */
+        "name: a\ninstances: 2\nredundancy: {model: 2n}\n",
+    };
+    const char *base = HA_BASE(RED_DEF, HEALTH_DEF, PROCS_DEF, REC_DEF);
+    struct spec_service *a = parse_ok(base);
+    struct spec_service *a2 = parse_ok(
+        "{\"recovery\": {\"restart\": \"fast\", \"failovers\": {\"window_s\": 30, \"max\": 3},\n"
+        "  \"vm_restarts\": {\"max\": 2, \"window_s\": 20}, \"app_restarts\": {\"max\": 1, \"window_s\": 10}},\n"
+        " \"processes\": [{\"command\": \"/bin/a\", \"name\": \"a\"}, {\"name\": \"b\", \"command\": \"/bin/b\"}],\n"
+        " \"health\": {\"watchdog_s\": 5},\n"
+        " \"redundancy\": {\"virtual_ips\": [\"10.1.0.1\", \"10.1.0.2\"], \"standbys\": 1, \"model\": \"n+m\"},\n"
+        " \"instances\": 3, \"name\": \"a\"}");
+    struct spec_service *plain = parse_ok("name: a\ninstances: 2\n");
+    struct spec_service *plain2 = parse_ok(
+        "name: a\ninstances: 2\nredundancy: {model: none, standbys: 0, virtual_ips: []}\n"
+        "health: {}\nprocesses: []\nrecovery: {app_restarts: {}, vm_restarts: {max: 3},\n"
+        "  failovers: {window_s: 3600}, restart: fast}\n");
+    struct spec_service c;
+
+    (void)state;
+    assert_true(spec_equal(a, a2));
+    assert_true(spec_equal(a2, a));
+    assert_true(spec_equal(plain, plain2));
+    for (size_t i = 0; i < sizeof(variants) / sizeof(variants[0]); i++) {
+        struct spec_service *b = parse_ok(variants[i]);
+        if (spec_equal(a, b) || spec_equal(b, a)) {
+            print_error("HA variant %zu compares equal\n", i);
+            fail();
+        }
+        spec_free(b);
+    }
+    /* positions do not count; every field does (a shallow copy shares the
+     * networks, which stay the same) */
+    c = *a;
+    c.vips[1].line += 3;
+    c.vips[1].column += 7;
+    assert_true(spec_equal(a, &c));
+    c.vips[1].ip[7] = '9';
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.standbys = 2;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.n_vips = 1;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.processes[1].command[0] = 'x';
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.processes[0].name[0] = 'z';
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.n_processes = 3; /* a third, empty process */
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.redundancy = SPEC_RED_2N;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.heartbeat_misses++;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.watchdog_s = 0;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.app_restarts.window_s++;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.vm_restarts.max++;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.failovers.window_s--;
+    assert_false(spec_equal(a, &c));
+    c = *a;
+    c.restart = SPEC_RESTART_COLD;
+    assert_false(spec_equal(a, &c));
+    spec_free(a);
+    spec_free(a2);
+    spec_free(plain);
+    spec_free(plain2);
 }
 
 struct int_case {
@@ -618,6 +1051,14 @@ static void test_null_and_edges(void **state)
     assert_string_equal(spec_accel_name(SPEC_ACCEL_KVM), "kvm");
     assert_string_equal(spec_accel_name(SPEC_ACCEL_TCG), "tcg");
     assert_string_equal(spec_accel_name((enum spec_accel)42), "unknown");
+    assert_string_equal(spec_redundancy_name(SPEC_RED_NONE), "none");
+    assert_string_equal(spec_redundancy_name(SPEC_RED_2N), "2n");
+    assert_string_equal(spec_redundancy_name(SPEC_RED_NPM), "n+m");
+    assert_string_equal(spec_redundancy_name(SPEC_RED_NWAY), "nway-active");
+    assert_string_equal(spec_redundancy_name((enum spec_redundancy)42), "unknown");
+    assert_string_equal(spec_restart_name(SPEC_RESTART_FAST), "fast");
+    assert_string_equal(spec_restart_name(SPEC_RESTART_COLD), "cold");
+    assert_string_equal(spec_restart_name((enum spec_restart)42), "unknown");
 }
 
 static void test_size_limit(void **state)
@@ -795,6 +1236,12 @@ int main(void)
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_canonical_json),
         cmocka_unit_test(test_equal),
+        cmocka_unit_test(test_ha_defaults),
+        cmocka_unit_test(test_ha_fields),
+        cmocka_unit_test(test_ha_watchdog),
+        cmocka_unit_test(test_ha_redundancy_matrix),
+        cmocka_unit_test(test_ha_commands),
+        cmocka_unit_test(test_equal_ha),
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_addresses),
