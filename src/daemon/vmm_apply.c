@@ -565,10 +565,68 @@ static void check_host(struct vmm *m, const struct spec_service *spec,
     }
 }
 
+/* Is ip a virtual IP of a service other than `except` (or of spec)? */
+static const char *vip_user(struct vmm *m, const char *ip, const char *except,
+                            const struct spec_service *spec)
+{
+    for (struct vmm_service *s = m->services; s; s = s->next) {
+        if (except && strcmp(s->name, except) == 0)
+            continue;
+        for (size_t k = 0; s->spec && k < s->spec->n_vips; k++) {
+            if (strcmp(s->spec->vips[k].ip, ip) == 0)
+                return s->name;
+        }
+    }
+    for (size_t k = 0; spec && k < spec->n_vips; k++) {
+        if (strcmp(spec->vips[k].ip, ip) == 0)
+            return spec->name;
+    }
+    return NULL;
+}
+
+static void check_vips(struct vmm *m, const struct spec_service *spec,
+                       struct spec_issues *issues)
+{
+    char why[256], p[64];
+
+    for (size_t k = 0; k < spec->n_vips; k++) {
+        const struct spec_addr *a = &spec->vips[k];
+        const char *user;
+        char *owner = NULL;
+
+        snprintf(p, sizeof(p), "redundancy.virtual_ips[%zu]", k);
+        if (net_addr_check(&m->cfg.net, a->ip, why, sizeof(why)) < 0) {
+            spec_issue_add(issues, p, a->line, a->column, "%s", why);
+            continue;
+        }
+        if (store_addr_owner(m->st, m->cfg.net.name, a->ip, &owner, NULL) == 0 && owner) {
+            spec_issue_add(issues, p, a->line, a->column, "%s is already VM %s's address",
+                           a->ip, owner);
+            free(owner);
+            continue;
+        }
+        if ((user = vip_user(m, a->ip, spec->name, NULL)))
+            spec_issue_add(issues, p, a->line, a->column,
+                           "%s is already a virtual IP of service %s", a->ip, user);
+    }
+    /* An instance address may not be another service's virtual IP. */
+    for (size_t i = 0; i < spec->n_networks; i++) {
+        for (size_t k = 0; k < spec->networks[i].n_addresses; k++) {
+            const struct spec_addr *a = &spec->networks[i].addresses[k];
+            const char *user = vip_user(m, a->ip, spec->name, NULL);
+            if (user) {
+                snprintf(p, sizeof(p), "networks[%zu].addresses[%zu]", i, k);
+                spec_issue_add(issues, p, a->line, a->column,
+                               "%s is a virtual IP of service %s", a->ip, user);
+            }
+        }
+    }
+}
+
 /* ---- planning --------------------------------------------------------------------- */
 
-static int alloc_pool_addr(struct vmm *m, const char *vmname, char out[24],
-                           struct cgv_error *err)
+static int alloc_pool_addr(struct vmm *m, const struct spec_service *spec,
+                           const char *vmname, char out[24], struct cgv_error *err)
 {
     for (uint32_t ip = m->cfg.net.pool_first; ip <= m->cfg.net.pool_last; ip++) {
         char s[16], *owner = NULL;
@@ -576,6 +634,8 @@ static int alloc_pool_addr(struct vmm *m, const char *vmname, char out[24],
         if (ip == m->cfg.net.gateway)
             continue;
         net_fmt_ip(ip, s);
+        if (vip_user(m, s, NULL, spec))
+            continue; /* a virtual IP, of this service or another */
         if (store_addr_owner(m->st, m->cfg.net.name, s, &owner, err) < 0)
             return -1;
         if (owner) {
@@ -609,7 +669,7 @@ static int plan_addrs(struct vmm *m, const struct spec_service *spec, struct vmm
                 return -1;
         } else if (keep_existing && i < vm->n_addrs) {
             continue; /* keeps its pool address */
-        } else if (alloc_pool_addr(m, vm->name, want, err) < 0) {
+        } else if (alloc_pool_addr(m, spec, vm->name, want, err) < 0) {
             return -1;
         }
         cgv_strlcpy(vm->addrs[i], want, sizeof(vm->addrs[i]));
@@ -656,6 +716,7 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         goto cleanup;
     }
     check_host(m, spec, issues);
+    check_vips(m, spec, issues);
     if (issues->n + issues->dropped > 0) {
         reply_invalid(reply, rctx, issues);
         goto cleanup;

@@ -18,6 +18,20 @@
  * within a few ms may go unnoticed (the port is open again by the time the
  * agent looks), which is why the host must send HOST_HELLO on every connect.
  *
+ * High availability (guest_ha.h): CONFIG arms the virtual watchdog (petted on
+ * every heartbeat tick) and lists the processes the agent supervises; ROLE_SET
+ * moves the virtual IPs, tells the guest's applications and is answered with
+ * ROLE_ACK; supervised processes report through APP_EVENT. Nothing in this
+ * loop blocks: the port is looked for on a timer (while it is missing the
+ * watchdog is still petted and the processes still supervised), children are
+ * reaped on SIGCHLD.
+ *
+ * Signals: SIGIO (the host's end of the port changed), SIGCHLD (a child
+ * ended), SIGUSR1 (test hook: send the host a burst of malformed frames),
+ * SIGUSR2 (test hook: stop petting the watchdog so that it fires; again to
+ * resume), SIGTERM (disarm the watchdog, stop the supervised processes, exit).
+ * All are blocked except while waiting in ppoll().
+ *
  * Also: `cgv-guest --cmdline-env [FILE]` prints the validated cgv.* kernel
  * arguments as shell assignments for /init.
  */
@@ -27,7 +41,6 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +53,8 @@
 #include "agent_proto.h"
 #include "guest_agent.h"
 #include "guest_cmdline.h"
+#include "guest_ha.h"
+#include "guest_log.h"
 #include "guest_port.h"
 #include "nf_counter.h"
 
@@ -54,38 +69,12 @@
 #define PORT_RETRY_FAST_FOR_US (10 * 1000000LL)
 #define PORT_RETRY_MAX_MS 1000
 #define LOG_BURST 5 /* at most this many "garbage" lines per second */
+#define MAX_POLLFDS (1 + 1 + GUEST_HA_MAX_CLIENTS)
 
-static volatile sig_atomic_t g_sigio;
+#define glog guest_log
+#define mono_us guest_mono_us
 
-static int64_t mono_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static void glog(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void glog(const char *fmt, ...)
-{
-    int64_t now = mono_us();
-    char line[512];
-    va_list ap;
-    int n;
-
-    n = snprintf(line, sizeof(line), "[%5" PRId64 ".%03" PRId64 "] cgv-guest: ",
-                 now / 1000000, (now / 1000) % 1000);
-    va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
-    va_end(ap);
-    n = (int)strlen(line);
-    line[n] = '\n'; /* room kept by the "- 1" above */
-    line[n + 1] = '\0';
-    /* One write(2) per line so lines from several programs do not mix. */
-    if (write(STDERR_FILENO, line, strlen(line)) < 0) {
-        /* nowhere else to report it */
-    }
-}
+static volatile sig_atomic_t g_sigio, g_garbage, g_sigchld, g_usr2, g_term;
 
 /* Token bucket for log lines the host can provoke. */
 struct ratelimit {
@@ -111,20 +100,18 @@ static bool ratelimit_ok(struct ratelimit *rl, int64_t now)
     return false;
 }
 
-static volatile sig_atomic_t g_garbage;
-
-static void on_sigio(int sig)
+static void on_signal(int sig)
 {
-    (void)sig;
-    g_sigio = 1;
-}
-
-/* SIGUSR1: send the host a burst of malformed frames (a test hook for the
- * host's decoder; see guest_agent_queue_garbage). */
-static void on_sigusr1(int sig)
-{
-    (void)sig;
-    g_garbage = 1;
+    switch (sig) {
+    case SIGIO: g_sigio = 1; break;
+    /* SIGUSR1: send the host a burst of malformed frames (a test hook for the
+     * host's decoder; see guest_agent_queue_garbage). */
+    case SIGUSR1: g_garbage = 1; break;
+    case SIGUSR2: g_usr2 = 1; break;
+    case SIGCHLD: g_sigchld = 1; break;
+    case SIGTERM: g_term = 1; break;
+    default: break;
+    }
 }
 
 static int read_cmdline(const char *path, char *buf, size_t cap)
@@ -168,43 +155,33 @@ struct options {
     const char *sysfs_dir;
     const char *port_path; /* skip discovery (tests) */
     const char *counter_path;
+    struct guest_ha_paths ha;
     bool no_poweroff;      /* log SHUTDOWN instead of acting (tests) */
 };
 
-/* Wait for the port to show up, with a bounded backoff. Returns an fd. */
-static int open_port(const struct options *o, char *path, size_t cap)
+/* Everything the loop owns. */
+struct io {
+    const struct options *o;
+    struct guest_agent a;
+    struct guest_ha ha;
+    struct nf_counter counter;
+    struct ratelimit rl;
+    /* the port */
+    int fd;
+    char path[256];
+    bool connected;
+    bool port_said;
+    unsigned port_delay_ms;
+    int64_t port_retry_at, port_search_start;
+    /* SHUTDOWN */
+    bool shutdown_pending;
+    int64_t fallback_at;
+};
+
+static void set_connected(struct io *io, bool c)
 {
-    unsigned delay = 0;
-    bool said = false;
-    int64_t start = mono_us();
-
-    for (;;) {
-        char dev[128];
-        int fd;
-
-        if (o->port_path) {
-            snprintf(path, cap, "%s", o->port_path);
-        } else if (guest_port_find(o->sysfs_dir, PROTO_CHANNEL_NAME, dev,
-                                    sizeof(dev)) == 0) {
-            snprintf(path, cap, "/dev/%s", dev);
-        } else {
-            path[0] = '\0';
-        }
-        if (path[0]) {
-            fd = open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-            if (fd >= 0)
-                return fd;
-            if (!said || errno != ENOENT)
-                glog("cannot open %s: %s", path, strerror(errno));
-        } else if (!said) {
-            glog("waiting for virtio-serial port %s", PROTO_CHANNEL_NAME);
-        }
-        said = true;
-        delay = guest_backoff_next(delay, mono_us() - start < PORT_RETRY_FAST_FOR_US
-                                              ? PORT_RETRY_FAST_MS
-                                              : PORT_RETRY_MAX_MS);
-        usleep(delay * 1000);
-    }
+    io->connected = c;
+    io->ha.connected = c;
 }
 
 /* Is the host end open? One poll with no wait. -1: the port is gone. */
@@ -219,16 +196,81 @@ static int host_connected(int fd)
     return (p.revents & POLLHUP) ? 0 : 1;
 }
 
-static void do_shutdown(uint8_t action, bool no_poweroff, bool *pending,
-                        int64_t *fallback_at)
+/* One attempt to find and open the port; on failure the next one is
+ * scheduled with a bounded backoff. */
+static void port_try_open(struct io *io, int64_t now)
 {
+    const struct options *o = io->o;
+    char dev[128];
+    int fd, c;
+
+    if (o->port_path) {
+        snprintf(io->path, sizeof(io->path), "%s", o->port_path);
+    } else if (guest_port_find(o->sysfs_dir, PROTO_CHANNEL_NAME, dev, sizeof(dev)) == 0) {
+        snprintf(io->path, sizeof(io->path), "/dev/%s", dev);
+    } else {
+        io->path[0] = '\0';
+    }
+    fd = io->path[0] ? open(io->path, O_RDWR | O_NONBLOCK | O_CLOEXEC | O_NOCTTY) : -1;
+    if (fd < 0) {
+        if (io->path[0] && (!io->port_said || errno != ENOENT))
+            glog("cannot open %s: %s", io->path, strerror(errno));
+        else if (!io->port_said)
+            glog("waiting for virtio-serial port %s", PROTO_CHANNEL_NAME);
+        if (!io->port_said)
+            io->port_search_start = now;
+        io->port_said = true;
+        io->port_delay_ms = guest_backoff_next(
+            io->port_delay_ms, now - io->port_search_start < PORT_RETRY_FAST_FOR_US
+                                   ? PORT_RETRY_FAST_MS
+                                   : PORT_RETRY_MAX_MS);
+        io->port_retry_at = now + (int64_t)io->port_delay_ms * 1000;
+        return;
+    }
+    io->port_said = false;
+    io->port_delay_ms = 0;
+    glog("found port %s", io->path);
+    /* The kernel signals a change of the host's connection (O_ASYNC). */
+    if (fcntl(fd, F_SETOWN, getpid()) < 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC) < 0)
+        glog("cannot enable SIGIO on %s: %s (falling back to heartbeat ticks)", io->path,
+             strerror(errno));
+    io->fd = fd;
+    guest_agent_reset_io(&io->a);
+    c = host_connected(fd);
+    set_connected(io, c == 1);
+    glog("port %s: host %s", io->path, c == 1 ? "connected" : "not connected");
+    if (c == 1)
+        guest_agent_queue_hello(&io->a, now);
+}
+
+static void port_failed(struct io *io, int64_t now)
+{
+    glog("port %s failed, looking for it again", io->path);
+    close(io->fd);
+    io->fd = -1;
+    set_connected(io, false);
+    guest_agent_reset_io(&io->a);
+    io->port_retry_at = now + 100 * 1000;
+}
+
+static void host_gone(struct io *io, const char *how)
+{
+    set_connected(io, false);
+    guest_agent_reset_io(&io->a);
+    glog("host disconnected%s", how);
+}
+
+static void do_shutdown(struct io *io)
+{
+    uint8_t action = io->a.shutdown_action;
     bool reboot_it = action == PROTO_SHUTDOWN_REBOOT;
 
     glog("host asked to %s the guest", reboot_it ? "reboot" : "power off");
-    if (no_poweroff || *pending)
+    if (io->o->no_poweroff || io->shutdown_pending)
         return;
-    *pending = true;
-    *fallback_at = mono_us() + SHUTDOWN_FALLBACK_US;
+    io->shutdown_pending = true;
+    io->fallback_at = mono_us() + SHUTDOWN_FALLBACK_US;
     sync();
     /* busybox init: SIGUSR2 = poweroff, SIGTERM = reboot; it runs the
      * shutdown actions, stops every process and unmounts. */
@@ -283,25 +325,28 @@ static int read_once(int fd, struct guest_agent *a)
 }
 
 /* Handle every complete frame buffered in the agent. */
-static void handle_frames(struct guest_agent *a, const struct options *o,
-                          struct ratelimit *rl, bool *shutdown_pending,
-                          int64_t *fallback_at)
+static void handle_frames(struct io *io)
 {
     char why[160];
     enum guest_event ev;
 
-    while ((ev = guest_agent_step(a, mono_us(), why, sizeof(why))) != GUEST_EV_NONE) {
+    while ((ev = guest_agent_step(&io->a, mono_us(), why, sizeof(why))) != GUEST_EV_NONE) {
         switch (ev) {
         case GUEST_EV_HOST_HELLO:
-            glog("host hello: heartbeat every %" PRIu32 " ms", a->heartbeat_ms);
+            glog("host hello: heartbeat every %" PRIu32 " ms", io->a.heartbeat_ms);
             break;
         case GUEST_EV_SHUTDOWN:
-            do_shutdown(a->shutdown_action, o->no_poweroff, shutdown_pending,
-                        fallback_at);
+            do_shutdown(io);
+            break;
+        case GUEST_EV_CONFIG:
+            guest_ha_config(&io->ha, &io->a.config, mono_us());
+            break;
+        case GUEST_EV_ROLE_SET:
+            guest_ha_role_set(&io->ha, &io->a.role_set, mono_us());
             break;
         case GUEST_EV_BAD:
         case GUEST_EV_IGNORED:
-            if (ratelimit_ok(rl, mono_us()))
+            if (ratelimit_ok(&io->rl, mono_us()))
                 glog("from host: %s", why);
             break;
         default:
@@ -310,119 +355,127 @@ static void handle_frames(struct guest_agent *a, const struct options *o,
     }
 }
 
-static void session(int fd, const char *path, struct guest_agent *a,
-                    const struct options *o, struct nf_counter *counter)
+/* Read what the host sent (a bounded number of reads, so a flooding host
+ * cannot starve the heartbeats) and act on it. */
+static void port_input(struct io *io, short revents)
 {
-    struct ratelimit rl = {0};
-    bool connected, shutdown_pending = false;
-    int64_t fallback_at = 0;
-    sigset_t during_poll;
-    int c;
+    int reads = 0, rc;
 
-    sigprocmask(SIG_BLOCK, NULL, &during_poll);
-    sigdelset(&during_poll, SIGIO);
-    sigdelset(&during_poll, SIGUSR1);
-    /* The kernel signals a change of the host's connection (O_ASYNC). */
-    if (fcntl(fd, F_SETOWN, getpid()) < 0 ||
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_ASYNC) < 0)
-        glog("cannot enable SIGIO on %s: %s (falling back to heartbeat ticks)", path,
-             strerror(errno));
-
-    guest_agent_reset_io(a);
-    c = host_connected(fd);
-    if (c < 0)
+    if (revents & POLLNVAL) {
+        port_failed(io, mono_us());
         return;
-    connected = c == 1;
-    glog("port %s: host %s", path, connected ? "connected" : "not connected");
-    if (connected)
-        guest_agent_queue_hello(a, mono_us());
+    }
+    if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+        return;
+    /* handle_frames() drains the reader, so there is always room. */
+    do {
+        rc = read_once(io->fd, &io->a);
+        handle_frames(io);
+    } while (rc == 0 && ++reads < 64 && io->connected);
+    if (rc < 0)
+        port_failed(io, mono_us());
+    else if (rc == 1 || (rc == 2 && (revents & POLLHUP)))
+        host_gone(io, "");
+}
 
+static void run(struct io *io, const sigset_t *during_poll)
+{
     for (;;) {
-        struct pollfd p = {.fd = -1};
+        struct pollfd p[MAX_POLLFDS];
         struct timespec ts;
-        int64_t now = mono_us(), wake;
+        unsigned np = 0, nha;
+        int64_t now = mono_us(), wake, t;
         int rc;
 
-        if (shutdown_pending && now >= fallback_at) {
+        if (g_term) {
+            glog("SIGTERM: stopping");
+            guest_ha_shutdown(&io->ha);
+            guest_ha_persist(&io->ha);
+            exit(0);
+        }
+        if (io->fd < 0 && now >= io->port_retry_at)
+            port_try_open(io, now);
+        if (io->shutdown_pending && now >= io->fallback_at) {
             glog("init did not stop the guest, calling reboot(2)");
             sync();
-            reboot(a->shutdown_action == PROTO_SHUTDOWN_REBOOT ? RB_AUTOBOOT
-                                                               : RB_POWER_OFF);
-            shutdown_pending = false;
+            reboot(io->a.shutdown_action == PROTO_SHUTDOWN_REBOOT ? RB_AUTOBOOT
+                                                                  : RB_POWER_OFF);
+            io->shutdown_pending = false;
         }
-        if (!counter->map)
-            nf_counter_open_ro(counter, o->counter_path);
-        if (guest_agent_tick(a, now, nf_counter_get(counter), connected) && !connected)
-            g_sigio = 1; /* fallback: look at the port once per tick */
-        if (!connected && g_sigio) {
+        if (g_sigchld) {
+            g_sigchld = 0;
+            guest_ha_reap(&io->ha, now);
+        }
+        if (g_usr2) {
+            g_usr2 = 0;
+            guest_ha_toggle_pet(&io->ha);
+        }
+        if (!io->counter.map)
+            nf_counter_open_ro(&io->counter, io->o->counter_path);
+        if (guest_agent_tick(&io->a, now, nf_counter_get(&io->counter), io->connected)) {
+            guest_ha_heartbeat(&io->ha, now);
+            if (!io->connected)
+                g_sigio = 1; /* fallback: look at the port once per tick */
+        }
+        if (io->fd >= 0 && !io->connected && g_sigio) {
             g_sigio = 0;
-            c = host_connected(fd);
-            if (c < 0)
-                return;
-            if (c == 1) {
-                connected = true;
+            rc = host_connected(io->fd);
+            if (rc < 0) {
+                port_failed(io, now);
+            } else if (rc == 1) {
+                set_connected(io, true);
                 glog("host connected");
-                guest_agent_reset_io(a);
-                guest_agent_queue_hello(a, now);
+                guest_agent_reset_io(&io->a);
+                guest_agent_queue_hello(&io->a, now);
             }
         }
+        guest_ha_work(&io->ha, now);
         if (g_garbage) {
             g_garbage = 0;
-            if (connected) {
-                size_t n = guest_agent_queue_garbage(a);
+            if (io->connected) {
+                size_t n = guest_agent_queue_garbage(&io->a);
                 glog("test hook: sent the host %zu bytes of malformed frames", n);
             }
         }
-        if (connected) {
-            rc = flush_out(fd, a);
+        if (io->connected) {
+            rc = flush_out(io->fd, &io->a);
             if (rc < 0)
-                return;
-            if (rc > 0) {
-                connected = false;
-                guest_agent_reset_io(a);
-                glog("host disconnected (write)");
-            }
+                port_failed(io, now);
+            else if (rc > 0)
+                host_gone(io, " (write)");
         }
+        guest_ha_persist(&io->ha);
 
-        wake = a->next_hb_us;
-        if (shutdown_pending && fallback_at < wake)
-            wake = fallback_at;
+        now = mono_us();
+        wake = io->a.next_hb_us;
+        if (io->shutdown_pending && io->fallback_at < wake)
+            wake = io->fallback_at;
+        if (io->fd < 0 && io->port_retry_at < wake)
+            wake = io->port_retry_at;
+        t = guest_ha_deadline(&io->ha);
+        if (t < wake)
+            wake = t;
         if (wake < now)
             wake = now;
         ts.tv_sec = (wake - now) / 1000000;
         ts.tv_nsec = ((wake - now) % 1000000) * 1000;
-        if (connected) {
-            p.fd = fd;
-            p.events = POLLIN | (a->out_len ? POLLOUT : 0);
+        if (io->connected) {
+            p[np++] = (struct pollfd){.fd = io->fd,
+                                      .events = POLLIN | (io->a.out_len ? POLLOUT : 0)};
         }
-        rc = ppoll(&p, 1, &ts, &during_poll);
+        nha = guest_ha_pollfds(&io->ha, p + np, MAX_POLLFDS - np);
+        rc = ppoll(p, np + nha, &ts, during_poll);
         if (rc < 0) {
             if (errno == EINTR)
                 continue;
             glog("ppoll: %s", strerror(errno));
-            return;
-        }
-        if (rc == 0 || p.fd < 0)
             continue;
-        if (p.revents & POLLNVAL)
-            return;
-        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
-            /* handle_frames() drains the reader, so there is always room.
-             * A bounded number of reads, so a flooding host cannot starve
-             * the heartbeats. */
-            int reads = 0;
-            do {
-                rc = read_once(fd, a);
-                handle_frames(a, o, &rl, &shutdown_pending, &fallback_at);
-            } while (rc == 0 && ++reads < 64);
-            if (rc < 0)
-                return;
-            if (rc == 1 || (rc == 2 && (p.revents & POLLHUP))) {
-                connected = false;
-                guest_agent_reset_io(a);
-                glog("host disconnected");
-            }
         }
+        if (rc == 0)
+            continue;
+        guest_ha_polled(&io->ha, p + np, nha);
+        if (np && io->connected && p[0].fd == io->fd && p[0].revents)
+            port_input(io, p[0].revents);
     }
 }
 
@@ -430,7 +483,9 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: cgv-guest [--port DEV] [--sysfs DIR] [--cmdline FILE]\n"
-            "                 [--counter FILE] [--no-poweroff]\n"
+            "                 [--counter FILE] [--state-dir DIR] [--role-sock PATH]\n"
+            "                 [--role-hook PATH] [--watchdog DEV] [--vip-dev IFACE]\n"
+            "                 [--no-poweroff]\n"
             "       cgv-guest --cmdline-env [FILE]\n"
             "       cgv-guest --version\n"
             "The cgv agent: talks to cgvd over the virtio-serial port %s.\n",
@@ -444,24 +499,29 @@ int main(int argc, char **argv)
         {"sysfs", required_argument, NULL, 's'},
         {"cmdline", required_argument, NULL, 'k'},
         {"counter", required_argument, NULL, 'c'},
+        {"state-dir", required_argument, NULL, 'S'},
+        {"role-sock", required_argument, NULL, 'R'},
+        {"role-hook", required_argument, NULL, 'H'},
+        {"watchdog", required_argument, NULL, 'W'},
+        {"vip-dev", required_argument, NULL, 'D'},
         {"no-poweroff", no_argument, NULL, 'n'},
         {"cmdline-env", no_argument, NULL, 'e'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    static struct io io; /* large: not on the stack */
     struct options o = {
         .cmdline_path = "/proc/cmdline",
         .sysfs_dir = GUEST_SYSFS_PORTS,
         .counter_path = NF_COUNTER_PATH,
     };
     struct guest_cmdline kc;
-    struct nf_counter counter = {0};
-    struct guest_agent a;
     struct sigaction sa;
     char cmdline[4096], why[160];
+    static const int sigs[] = {SIGIO, SIGUSR1, SIGUSR2, SIGCHLD, SIGTERM};
     bool env_mode = false;
-    sigset_t block;
+    sigset_t block, during_poll;
     int opt;
 
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -470,6 +530,11 @@ int main(int argc, char **argv)
         case 's': o.sysfs_dir = optarg; break;
         case 'k': o.cmdline_path = optarg; break;
         case 'c': o.counter_path = optarg; break;
+        case 'S': o.ha.state_dir = optarg; break;
+        case 'R': o.ha.role_sock = optarg; break;
+        case 'H': o.ha.role_hook = optarg; break;
+        case 'W': o.ha.watchdog = optarg; break;
+        case 'D': o.ha.vip_dev = optarg; break;
         case 'n': o.no_poweroff = true; break;
         case 'e': env_mode = true; break;
         case 'V': printf("cgv-guest %s\n", CGV_GUEST_VERSION); return 0;
@@ -506,26 +571,24 @@ int main(int argc, char **argv)
 
     signal(SIGPIPE, SIG_IGN);
     memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_sigio;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGIO, &sa, NULL);
-    sa.sa_handler = on_sigusr1;
-    sigaction(SIGUSR1, &sa, NULL);
-    /* SIGIO and SIGUSR1 are only let in while waiting in ppoll(). */
     sigemptyset(&block);
-    sigaddset(&block, SIGIO);
-    sigaddset(&block, SIGUSR1);
-    sigprocmask(SIG_BLOCK, &block, NULL);
-
-    guest_agent_init(&a, kc.name, CGV_GUEST_VERSION, random_u64(), mono_us());
-    for (;;) {
-        char path[256];
-        int fd = open_port(&o, path, sizeof(path));
-
-        glog("found port %s", path);
-        session(fd, path, &a, &o, &counter);
-        glog("port %s failed, looking for it again", path);
-        close(fd);
-        usleep(100 * 1000);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        sigaction(sigs[i], &sa, NULL);
+        sigaddset(&block, sigs[i]);
     }
+    /* These signals are only let in while waiting in ppoll(). */
+    sigprocmask(SIG_BLOCK, &block, &during_poll);
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigdelset(&during_poll, sigs[i]);
+
+    io.o = &o;
+    io.fd = -1;
+    guest_agent_init(&io.a, kc.name, CGV_GUEST_VERSION, random_u64(), mono_us());
+    guest_ha_init(&io.ha, &o.ha, &io.a);
+    guest_ha_restore(&io.ha, mono_us());
+    g_sigchld = 1; /* children of the restore may already have ended */
+    run(&io, &during_poll);
+    return 0;
 }

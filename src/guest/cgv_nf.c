@@ -5,7 +5,15 @@
  * count is the number of requests answered so far including this one (see
  * nf_reply.h). The count lives in a small mmap'd file (nf_counter.h) that
  * cgv-guest reads for its heartbeats, so it survives a respawn of cgv-nf.
- * Static binary, libc only.
+ *
+ * Each reply leaves from the address its request was sent to (IP_PKTINFO on
+ * receive, its ipi_spec_dst as the source on send): a client talking to a
+ * virtual IP that cgv-guest added next to the interface's own address gets its
+ * replies from the virtual IP, not from the primary address, so a connected
+ * client socket accepts them and a moved VIP keeps working.
+ *
+ * Runs supervised by cgv-guest (cgvd lists it in the spec's processes, e.g.
+ * `command: /usr/sbin/cgv-nf`). Static binary, libc only.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -18,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -127,6 +136,9 @@ int main(int argc, char **argv)
         return 1;
     }
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof(one)) < 0)
+        fprintf(stderr, "cgv-nf: IP_PKTINFO: %s (replies leave from the primary address)\n",
+                strerror(errno));
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_ANY);
@@ -140,23 +152,58 @@ int main(int argc, char **argv)
 
     for (;;) {
         uint8_t req[NF_MAX_REQUEST], reply[NF_MAX_REPLY];
+        union {
+            struct cmsghdr align;
+            uint8_t buf[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        } ctl;
         struct sockaddr_storage peer;
-        socklen_t plen = sizeof(peer);
+        struct iovec iov = {.iov_base = req, .iov_len = sizeof(req)};
+        struct msghdr msg = {
+            .msg_name = &peer, .msg_namelen = sizeof(peer),
+            .msg_iov = &iov, .msg_iovlen = 1,
+            .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf),
+        };
+        struct in_pktinfo *pi = NULL;
+        struct cmsghdr *cm;
         ssize_t n;
         size_t rlen;
 
         /* A longer datagram is cut to NF_MAX_REQUEST and still answered. */
-        n = recvfrom(fd, req, sizeof(req), 0, (struct sockaddr *)&peer, &plen);
+        n = recvmsg(fd, &msg, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            fprintf(stderr, "cgv-nf: recvfrom: %s\n", strerror(errno));
+            fprintf(stderr, "cgv-nf: recvmsg: %s\n", strerror(errno));
             return 1;
         }
+        for (cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
+            if (cm->cmsg_level == IPPROTO_IP && cm->cmsg_type == IP_PKTINFO)
+                pi = (struct in_pktinfo *)CMSG_DATA(cm);
+        }
         rlen = nf_reply_format(reply, sizeof(reply), name, count + 1, req, (size_t)n);
-        if (sendto(fd, reply, rlen, 0, (struct sockaddr *)&peer, plen) < 0) {
+        iov.iov_base = reply;
+        iov.iov_len = rlen;
+        if (pi) {
+            /* Source = the address the request came to; the route decides
+             * the interface. */
+            struct in_pktinfo *out;
+            struct in_addr src = pi->ipi_spec_dst;
+            msg.msg_controllen = CMSG_SPACE(sizeof(struct in_pktinfo));
+            cm = CMSG_FIRSTHDR(&msg);
+            cm->cmsg_level = IPPROTO_IP;
+            cm->cmsg_type = IP_PKTINFO;
+            cm->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+            out = (struct in_pktinfo *)CMSG_DATA(cm);
+            memset(out, 0, sizeof(*out));
+            out->ipi_spec_dst = src;
+        } else {
+            msg.msg_control = NULL;
+            msg.msg_controllen = 0;
+        }
+        msg.msg_flags = 0;
+        if (sendmsg(fd, &msg, 0) < 0) {
             if (send_errors++ % 1000 == 0)
-                fprintf(stderr, "cgv-nf: sendto: %s\n", strerror(errno));
+                fprintf(stderr, "cgv-nf: sendmsg: %s\n", strerror(errno));
             continue;
         }
         count++;

@@ -12,7 +12,10 @@ void guest_super_init(struct guest_super *s)
 
 static void copy(char *dst, size_t cap, const char *src)
 {
-    snprintf(dst, cap, "%s", src);
+    size_t n = strnlen(src, cap - 1);
+
+    memmove(dst, src, n);
+    dst[n] = '\0';
 }
 
 static void slot_reset_history(struct guest_proc *p)

@@ -22,7 +22,8 @@
  *                                             # omitted = from the network's pool
  *   redundancy:                # default: model none
  *     model: 2n                # none | 2n | n+m | nway-active
- *     standbys: 1              # n+m only: M, 1..instances-1 (default 1);
+ *     standbys: 1              # n+m: M, 1..instances-1 (default 1); other models
+ *                              # may only repeat their fixed value;
  *                              # 2n implies 1 (instances must be 2); else 0
  *     virtual_ips: [10.77.0.50]  # optional; one per active assignment: 2n 1,
  *                              # n+m instances-standbys; refused for none and

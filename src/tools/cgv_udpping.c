@@ -1,10 +1,17 @@
 /* cgv_udpping.c — cgv-udpping, a host-side client for the guest's cgv-nf.
  *
- *   cgv-udpping [-c COUNT] [-i INTERVAL_MS] [-t TIMEOUT_MS] [-q] [--json] HOST[:PORT]
+ *   cgv-udpping [-c COUNT | --duration SEC] [-i INTERVAL_MS] [-t TIMEOUT_MS]
+ *               [--gaps MS] [-q] [--json] HOST[:PORT]
  *
  * Sends numbered requests every INTERVAL_MS, matches replies by sequence and
  * prints one line per reply and a summary; max_gap_ms (the longest time
  * without any reply while sending) measures an outage such as a failover.
+ * --gaps MS prints every interval longer than MS without a reply, with the
+ * VM that answered before and after it; a change of the answering VM is
+ * printed as a switch. The socket is not connected, so replies are taken
+ * from whatever source they come (a virtual IP that moved, a VM answering
+ * from its own address); the random token in every request keeps strays out.
+ * SIGINT or SIGTERM ends the run early, with the summary.
  * Exit status: 0 if at least one reply came, 1 if none, 2 on a usage error.
  */
 #include <errno.h>
@@ -45,7 +52,9 @@ struct probe {
 
 struct run {
     /* options */
-    uint64_t count; /* 0 = until interrupted */
+    uint64_t count; /* 0 = until interrupted (or the duration ends) */
+    int64_t duration_us; /* 0 = none */
+    int64_t gaps_us;     /* --gaps threshold, 0 = off */
     unsigned interval_ms, timeout_ms;
     bool quiet, json;
     char host[256], port[16];
@@ -57,6 +66,9 @@ struct run {
     double *rtts;
     size_t n_rtts, rtts_cap;
     struct udpping_gap gap;
+    struct udpping_log log;
+    struct sockaddr_storage target;
+    socklen_t target_len;
     int64_t first_send_us, last_send_us;
     char last_vm[65];
     uint64_t last_count;
@@ -65,14 +77,19 @@ struct run {
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: cgv-udpping [-c COUNT] [-i INTERVAL_MS] [-t TIMEOUT_MS] [-q] [--json]\n"
-            "                   HOST[:PORT]\n"
+            "usage: cgv-udpping [-c COUNT | --duration SEC] [-i INTERVAL_MS] [-t TIMEOUT_MS]\n"
+            "                   [--gaps MS] [-q] [--json] HOST[:PORT]\n"
             "Sends numbered UDP requests to a cgv-nf (port %s by default), prints\n"
             "each reply and a summary.\n"
             "  -c COUNT        requests to send (default: until interrupted)\n"
+            "  --duration SEC  send for this long (decimals allowed), then stop\n"
             "  -i INTERVAL_MS  time between requests (default 1000)\n"
             "  -t TIMEOUT_MS   how long a request waits for its reply (default 1000)\n"
-            "  -q              print only the summary\n"
+            "  --gaps MS       print every interval longer than MS without a reply:\n"
+            "                  gap start_ms=.. end_ms=.. len_ms=.. from=VM to=VM\n"
+            "                  (times since the first request), and every switch of\n"
+            "                  the answering VM\n"
+            "  -q              print only the summary (and gaps)\n"
             "  --json          print only the summary, as one JSON object\n"
             "Exit status: 0 if a reply came, 1 if none, 2 on a usage error.\n",
             UDPPING_DEFAULT_PORT);
@@ -93,7 +110,7 @@ static bool parse_uint(const char *s, uint64_t min, uint64_t max, uint64_t *out)
     return true;
 }
 
-static int open_socket(const struct run *r)
+static int open_socket(struct run *r)
 {
     struct addrinfo hints, *res = NULL, *ai;
     int fd = -1, rc;
@@ -111,9 +128,14 @@ static int open_socket(const struct run *r)
                     ai->ai_protocol);
         if (fd < 0)
             continue;
-        /* connect(): only the target's datagrams reach us, and ICMP errors do. */
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+        /* Not connected: a reply may come from another source than the one
+         * asked (a VIP that moved, a function answering from its primary
+         * address); the token filters out strays. */
+        if (ai->ai_addrlen <= sizeof(r->target)) {
+            memcpy(&r->target, ai->ai_addr, ai->ai_addrlen);
+            r->target_len = (socklen_t)ai->ai_addrlen;
             break;
+        }
         close(fd);
         fd = -1;
     }
@@ -146,9 +168,10 @@ static void send_one(struct run *r, int fd, int64_t now)
     if (seq == 1) {
         r->first_send_us = now;
         udpping_gap_start(&r->gap, now);
+        udpping_log_start(&r->log, now);
     }
     r->last_send_us = now;
-    if (send(fd, req, (size_t)n, 0) < 0) {
+    if (sendto(fd, req, (size_t)n, 0, (struct sockaddr *)&r->target, r->target_len) < 0) {
         /* ICMP errors from an earlier datagram land here too; the request
          * counts as sent (and lost). */
         if (r->send_errors++ == 0 && !r->json)
@@ -156,10 +179,20 @@ static void send_one(struct run *r, int fd, int64_t now)
     }
 }
 
+static void print_gap(const struct run *r, const struct udpping_outage *o)
+{
+    if (r->json)
+        return;
+    printf("gap start_ms=%.1f end_ms=%.1f len_ms=%.1f from=%s to=%s\n",
+           (double)o->start_us / 1000.0, (double)o->end_us / 1000.0,
+           (double)(o->end_us - o->start_us) / 1000.0, o->from, o->to);
+}
+
 static void take_reply(struct run *r, const char *buf, size_t len, int64_t now)
 {
     struct udpping_reply rep;
     struct probe *p;
+    unsigned what;
     double rtt;
 
     if (udpping_parse_reply(buf, len, &rep) < 0 || rep.token != r->token)
@@ -168,6 +201,14 @@ static void take_reply(struct run *r, const char *buf, size_t len, int64_t now)
     if (!p)
         return;
     udpping_gap_reply(&r->gap, now);
+    what = udpping_log_reply(&r->log, now, rep.vm_name);
+    if ((what & UDPPING_NEW_GAP))
+        print_gap(r, &r->log.gaps[r->log.n_gaps - 1]);
+    if ((what & UDPPING_NEW_SWITCH) && !r->json) {
+        const struct udpping_switch *sw = &r->log.switches[r->log.n_switches - 1];
+        printf("switch at_ms=%.1f from=%s to=%s\n", (double)sw->at_us / 1000.0, sw->from,
+               sw->to);
+    }
     if (p->answered) {
         r->duplicates++;
         return;
@@ -233,6 +274,9 @@ static void summary(struct run *r)
     uint64_t lost = r->sent - r->received;
     char s50[32], s99[32];
 
+    if (udpping_log_finish(&r->log, r->last_send_us) & UDPPING_NEW_GAP)
+        print_gap(r, &r->log.gaps[r->log.n_gaps - 1]);
+
     udpping_sort(r->rtts, r->n_rtts);
     if (r->n_rtts) {
         p50 = udpping_percentile(r->rtts, r->n_rtts, 50);
@@ -258,6 +302,29 @@ static void summary(struct run *r)
                               "max_gap_ms", json_ms(gap_ms),
                               "vm", r->last_vm[0] ? json_string(r->last_vm) : json_null());
         if (o) {
+            json_t *sw = json_array();
+            for (size_t i = 0; i < r->log.n_switches; i++) {
+                const struct udpping_switch *w = &r->log.switches[i];
+                json_array_append_new(sw, json_pack("{s:o, s:s, s:s}", "at_ms",
+                                                    json_ms((double)w->at_us / 1000.0),
+                                                    "from", w->from, "to", w->to));
+            }
+            json_object_set_new(o, "switches", sw);
+            if (r->gaps_us) {
+                json_t *gaps = json_array();
+                for (size_t i = 0; i < r->log.n_gaps; i++) {
+                    const struct udpping_outage *g = &r->log.gaps[i];
+                    json_array_append_new(
+                        gaps, json_pack("{s:o, s:o, s:o, s:s, s:s}", "start_ms",
+                                        json_ms((double)g->start_us / 1000.0), "end_ms",
+                                        json_ms((double)g->end_us / 1000.0), "len_ms",
+                                        json_ms((double)(g->end_us - g->start_us) / 1000.0),
+                                        "from", g->from, "to", g->to));
+                }
+                json_object_set_new(o, "gaps", gaps);
+                json_object_set_new(o, "gap_threshold_ms",
+                                    json_ms((double)r->gaps_us / 1000.0));
+            }
             json_dumpf(o, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12));
             fputc('\n', stdout);
             json_decref(o);
@@ -278,7 +345,9 @@ static int run_loop(struct run *r, int fd)
     int64_t interval = (int64_t)r->interval_ms * 1000;
 
     while (!g_stop) {
-        bool sending = r->count == 0 || r->sent < r->count;
+        bool sending = (r->count == 0 || r->sent < r->count) &&
+                       (r->duration_us == 0 || r->sent == 0 ||
+                        cgv_mono_us() - r->first_send_us < r->duration_us);
         int64_t now = cgv_mono_us(), deadline, wake;
         struct pollfd p = {.fd = fd, .events = POLLIN};
         char buf[2048];
@@ -306,7 +375,7 @@ static int run_loop(struct run *r, int fd)
         if (rc == 0)
             continue;
         for (;;) {
-            ssize_t n = recv(fd, buf, sizeof(buf), 0);
+            ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, NULL, NULL);
             if (n < 0) {
                 if (errno == EINTR)
                     continue;
@@ -327,10 +396,12 @@ int main(int argc, char **argv)
         {"timeout", required_argument, NULL, 't'},
         {"quiet", no_argument, NULL, 'q'},
         {"json", no_argument, NULL, 'j'},
+        {"duration", required_argument, NULL, 'd'},
+        {"gaps", required_argument, NULL, 'g'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    struct run r;
+    static struct run r; /* large (the outage log): not on the stack */
     struct sigaction sa;
     uint64_t v;
     int opt, fd, rc;
@@ -355,6 +426,23 @@ int main(int argc, char **argv)
                 goto bad_arg;
             r.timeout_ms = (unsigned)v;
             break;
+        case 'd': {
+            char *end;
+            double sec;
+            errno = 0;
+            sec = strtod(optarg, &end);
+            if (errno || *end || end == optarg || !(sec > 0) || sec > 30 * 86400.0)
+                goto bad_arg;
+            r.duration_us = (int64_t)(sec * 1e6);
+            if (r.duration_us < 1)
+                r.duration_us = 1;
+            break;
+        }
+        case 'g':
+            if (!parse_uint(optarg, 1, 3600000, &v))
+                goto bad_arg;
+            r.gaps_us = (int64_t)v * 1000;
+            break;
         case 'q': r.quiet = true; break;
         case 'j': r.json = true; break;
         case 'h': usage(stdout); return EXIT_REPLY;
@@ -371,6 +459,7 @@ int main(int argc, char **argv)
                 argv[optind]);
         return EXIT_USAGE;
     }
+    udpping_log_init(&r.log, r.gaps_us);
     if (getrandom(&r.token, sizeof(r.token), 0) != (ssize_t)sizeof(r.token))
         r.token = (uint64_t)cgv_mono_us() ^ ((uint64_t)getpid() << 40);
 
@@ -394,7 +483,11 @@ int main(int argc, char **argv)
     return r.received ? EXIT_REPLY : EXIT_NO_REPLY;
 
 bad_arg:
-    fprintf(stderr, "cgv-udpping: bad value '%s' for -%c\n", optarg, opt);
+    if (opt == 'd' || opt == 'g')
+        fprintf(stderr, "cgv-udpping: bad value '%s' for --%s\n", optarg,
+                opt == 'd' ? "duration" : "gaps");
+    else
+        fprintf(stderr, "cgv-udpping: bad value '%s' for -%c\n", optarg, opt);
     usage(stderr);
     return EXIT_USAGE;
 }

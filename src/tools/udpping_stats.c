@@ -186,3 +186,73 @@ int64_t udpping_gap_finish(const struct udpping_gap *g, int64_t last_send_us)
         m = last_send_us - g->last_us;
     return m;
 }
+
+void udpping_log_init(struct udpping_log *l, int64_t threshold_us)
+{
+    memset(l, 0, sizeof(*l));
+    l->threshold_us = threshold_us > 0 ? threshold_us : 0;
+}
+
+void udpping_log_start(struct udpping_log *l, int64_t first_send_us)
+{
+    l->started = true;
+    l->t0_us = first_send_us;
+    l->last_us = first_send_us;
+}
+
+static void vm_copy(char *dst, const char *vm)
+{
+    snprintf(dst, UDPPING_VM_MAX + 1, "%s", vm && *vm ? vm : "-");
+}
+
+static unsigned add_gap(struct udpping_log *l, int64_t end_us, const char *to)
+{
+    struct udpping_outage *o;
+
+    if (!l->threshold_us || end_us - l->last_us <= l->threshold_us)
+        return 0;
+    if (l->n_gaps == UDPPING_MAX_EVENTS) {
+        l->gaps_dropped++;
+        return 0;
+    }
+    o = &l->gaps[l->n_gaps++];
+    o->start_us = l->last_us - l->t0_us;
+    o->end_us = end_us - l->t0_us;
+    vm_copy(o->from, l->last_vm);
+    vm_copy(o->to, to);
+    return UDPPING_NEW_GAP;
+}
+
+unsigned udpping_log_reply(struct udpping_log *l, int64_t now_us, const char *vm)
+{
+    unsigned what;
+
+    if (!l->started || now_us < l->last_us)
+        return 0;
+    what = add_gap(l, now_us, vm);
+    if (l->last_vm[0] && strcmp(l->last_vm, vm) != 0) {
+        if (l->n_switches == UDPPING_MAX_EVENTS) {
+            l->switches_dropped++;
+        } else {
+            struct udpping_switch *s = &l->switches[l->n_switches++];
+            s->at_us = now_us - l->t0_us;
+            vm_copy(s->from, l->last_vm);
+            vm_copy(s->to, vm);
+            what |= UDPPING_NEW_SWITCH;
+        }
+    }
+    l->last_us = now_us;
+    snprintf(l->last_vm, sizeof(l->last_vm), "%s", vm);
+    return what;
+}
+
+unsigned udpping_log_finish(struct udpping_log *l, int64_t end_us)
+{
+    unsigned what;
+
+    if (!l->started || end_us < l->last_us)
+        return 0;
+    what = add_gap(l, end_us, NULL);
+    l->started = false; /* once */
+    return what;
+}

@@ -54,4 +54,47 @@ void udpping_gap_reply(struct udpping_gap *g, int64_t reply_us);
 /* The longest gap in microseconds, counting up to last_send_us. */
 int64_t udpping_gap_finish(const struct udpping_gap *g, int64_t last_send_us);
 
+/* Outage log (--gaps MS): every stretch longer than the threshold without
+ * any reply, by arrival time — from the first send to the first reply, between
+ * two replies, and from the last reply to the end of the run — with the VM
+ * that answered before and after it ("-" for none); and every switch of the
+ * answering VM (a failover) even without a gap. Times in microseconds since
+ * the first send. Fixed size: what does not fit is counted in *_dropped. */
+#define UDPPING_MAX_EVENTS 512
+#define UDPPING_VM_MAX 64
+
+struct udpping_outage {
+    int64_t start_us, end_us;
+    char from[UDPPING_VM_MAX + 1], to[UDPPING_VM_MAX + 1];
+};
+
+struct udpping_switch {
+    int64_t at_us;
+    char from[UDPPING_VM_MAX + 1], to[UDPPING_VM_MAX + 1];
+};
+
+struct udpping_log {
+    int64_t threshold_us; /* 0: gaps are not logged (switches are) */
+    int64_t t0_us;        /* the first send */
+    int64_t last_us;      /* the latest reply, or t0 */
+    bool started;
+    char last_vm[UDPPING_VM_MAX + 1]; /* "" before the first reply */
+    size_t n_gaps, n_switches;
+    uint64_t gaps_dropped, switches_dropped;
+    struct udpping_outage gaps[UDPPING_MAX_EVENTS];
+    struct udpping_switch switches[UDPPING_MAX_EVENTS];
+};
+
+enum { UDPPING_NEW_GAP = 1, UDPPING_NEW_SWITCH = 2 };
+
+void udpping_log_init(struct udpping_log *l, int64_t threshold_us);
+void udpping_log_start(struct udpping_log *l, int64_t first_send_us);
+/* A reply from vm arrived at now_us. Returns UDPPING_NEW_GAP and/or
+ * UDPPING_NEW_SWITCH when it ended a gap (gaps[n_gaps - 1]) or came from
+ * another VM than the one before (switches[n_switches - 1]). */
+unsigned udpping_log_reply(struct udpping_log *l, int64_t now_us, const char *vm);
+/* The run ended at end_us (the last send): a trailing gap, to "-". Returns
+ * UDPPING_NEW_GAP if there was one. */
+unsigned udpping_log_finish(struct udpping_log *l, int64_t end_us);
+
 #endif
