@@ -5,9 +5,10 @@
 #
 # Makes vmlinuz (Debian's linux-image-6.1.0-N-amd64) and vmlinux (the same kernel
 # uncompressed, booted through its PVH entry), initrd.img (busybox-static,
-# the kernel modules in modules.txt plus their dependencies, cgv-guest and
-# cgv-nf from the meson build dir, the files under rootfs/) and manifest.json,
-# and installs them into DIR (default /var/lib/cgv/images/default).
+# the kernel modules in modules.txt plus their dependencies, cgv-guest as
+# /sbin/cgv-guest and cgv-nf as /usr/sbin/cgv-nf from the meson build dir, the
+# files under rootfs/) and manifest.json, and installs them into DIR (default
+# /var/lib/cgv/images/default).
 #
 # Reproducible and cached: every input (the .debs' sha256, the two binaries,
 # modules.txt, rootfs/, this script, SOURCE_DATE_EPOCH) goes into one hash; a
@@ -249,15 +250,20 @@ if [ $REBUILD = 1 ] || ! [ -f "$IMG/vmlinuz" ] || ! [ -f "$IMG/vmlinux" ] ||
     done
     chmod 0644 "$R/etc/cgv/modules"
 
-    # cgv's own programs
-    for b in "$GUEST_BIN" "$NF_BIN"; do
+    # cgv's own programs: the agent in /sbin (inittab and /init run it), the
+    # sample network function in /usr/sbin (cgvd's specs supervise it as
+    # `command: /usr/sbin/cgv-nf`; /sbin/cgv-nf is a link for older specs)
+    install_bin() { # src dest
         if [ -n "$STRIP" ]; then
-            "$STRIP" --strip-all -o "$R/sbin/$(basename "$b")" "$b"
+            "$STRIP" --strip-all -o "$2" "$1"
         else
-            cp "$b" "$R/sbin/$(basename "$b")"
+            cp "$1" "$2"
         fi
-        chmod 0755 "$R/sbin/$(basename "$b")"
-    done
+        chmod 0755 "$2"
+    }
+    install_bin "$GUEST_BIN" "$R/sbin/cgv-guest"
+    install_bin "$NF_BIN" "$R/usr/sbin/cgv-nf"
+    ln -s /usr/sbin/cgv-nf "$R/sbin/cgv-nf"
 
     # /init, inittab and friends, with modes fixed by the executable bit
     (cd "$SCRIPT_DIR/rootfs" && find . -type d | sort) | while read -r d; do

@@ -453,6 +453,15 @@ static void route(struct api_req *r)
     int n = split_path(r->url, seg);
     json_t *o;
 
+    if (n == 1 && strcmp(seg[0], "metrics") == 0) {
+        size_t len;
+        char *text;
+        if (!is(r, "GET"))
+            return bad_method(r, "GET");
+        text = vmm_kpi_metrics(srv->vmm, &len);
+        req_answer_raw(r, 200, text, len, "text/plain; version=0.0.4; charset=utf-8");
+        return;
+    }
     if (n < 2 || strcmp(seg[0], "v1") != 0) {
         not_found(r);
         return;

@@ -94,6 +94,12 @@ int cli_cmd_events(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_console(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_health(struct cli_ctx *ctx, int argc, char **argv);
 int cli_cmd_version(struct cli_ctx *ctx, int argc, char **argv);
+int cli_cmd_top(struct cli_ctx *ctx, int argc, char **argv);
+
+/* cgv top's screen: a host line and one row per VM (KPIs). Returns rows. */
+int cli_print_top(FILE *out, const json_t *health, const json_t *vms);
+/* 1536 -> "1.5K", bytes with binary prefixes. */
+void cli_fmt_bytes(double bytes, char *buf, size_t cap);
 
 int cli_main(int argc, char **argv);
 

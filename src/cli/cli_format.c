@@ -377,3 +377,66 @@ void cli_print_health(FILE *out, const json_t *h)
     fprintf(out, "\nservices:     %" PRId64 "\nvms:          %" PRId64 "\n",
             jint(h, "services", 0), jint(h, "vms", 0));
 }
+
+/* --- cgv top ---------------------------------------------------------------*/
+
+static double jreal(const json_t *obj, const char *key, double dflt)
+{
+    const json_t *v = json_object_get(obj, key);
+
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+void cli_fmt_bytes(double bytes, char *buf, size_t cap)
+{
+    static const char units[] = "BKMGTP";
+    int u = 0;
+
+    while (bytes >= 1024.0 && u < 5) {
+        bytes /= 1024.0;
+        u++;
+    }
+    if (u == 0)
+        snprintf(buf, cap, "%.0f", bytes);
+    else
+        snprintf(buf, cap, bytes < 10 ? "%.1f%c" : "%.0f%c", bytes, units[u]);
+}
+
+int cli_print_top(FILE *out, const json_t *health, const json_t *vms)
+{
+    const json_t *h = json_object_get(health, "host_kpi");
+    const json_t *list = json_object_get(vms, "vms");
+    char total[16], avail[16];
+    int rows = 0;
+
+    cli_fmt_bytes(jreal(h, "memory_total_bytes", 0), total, sizeof(total));
+    cli_fmt_bytes(jreal(h, "memory_available_bytes", 0), avail, sizeof(avail));
+    fprintf(out, "host %s: %lld CPUs, %.1f%% busy, memory %s available of %s, %lld VMs\n",
+            jstr(health, "host", "?"), (long long)jint(h, "cpus", 0),
+            jreal(h, "cpu_percent", 0), avail, total, (long long)jint(health, "vms", 0));
+    fprintf(out, "%-16s %-8s %-11s %6s %5s %7s %8s %8s %8s %7s %4s\n", "VM", "STATE",
+            "ROLE", "CPU%", "VCPU", "MEM", "RSS", "NET-RX/s", "NET-TX/s", "RTT-ms", "RST");
+    for (size_t i = 0; i < json_array_size(list); i++) {
+        const json_t *vm = json_array_get(list, i);
+        const json_t *k = json_object_get(vm, "kpi");
+        const json_t *ha = json_object_get(vm, "ha");
+        char *role = role_cell(ha);
+        char mem[16], rss[16], rx[16], tx[16], rtt[16];
+
+        cli_fmt_bytes(jreal(k, "memory_bytes", 0), mem, sizeof(mem));
+        cli_fmt_bytes(jreal(k, "memory_rss_bytes", 0), rss, sizeof(rss));
+        cli_fmt_bytes(jreal(k, "net_rx_bytes_per_s", 0), rx, sizeof(rx));
+        cli_fmt_bytes(jreal(k, "net_tx_bytes_per_s", 0), tx, sizeof(tx));
+        if (json_is_number(json_object_get(k, "rtt_ms")))
+            snprintf(rtt, sizeof(rtt), "%.1f", jreal(k, "rtt_ms", 0));
+        else
+            snprintf(rtt, sizeof(rtt), "-");
+        fprintf(out, "%-16s %-8s %-11s %6.1f %5lld %7s %8s %8s %8s %7s %4lld\n",
+                jstr(vm, "name", "?"), jstr(vm, "state", "?"), role,
+                jreal(k, "cpu_percent", 0), (long long)jint(k, "vcpus", 0), mem, rss, rx, tx,
+                rtt, (long long)jint(ha, "restarts_total", 0));
+        free(role);
+        rows++;
+    }
+    return rows;
+}

@@ -193,6 +193,7 @@ static const struct cli_command cli_commands[] = {
     {"status", cli_cmd_status},   {"vm", cli_cmd_vm},
     {"events", cli_cmd_events},   {"console", cli_cmd_console},
     {"health", cli_cmd_health},   {"version", cli_cmd_version},
+    {"top", cli_cmd_top},
 };
 
 static const char cli_main_help[] =
@@ -207,6 +208,7 @@ static const char cli_main_help[] =
     "  vm OP NAME         start|stop|destroy|pause|resume|reboot|save|restore a VM\n"
     "  events             print cgvd's events (--follow to keep watching)\n"
     "  console NAME       attach to a VM's serial console (--log: print its log)\n"
+    "  top                live per-VM KPIs: CPU, memory, network, RTT, role\n"
     "  health             show cgvd's health\n"
     "  version            show the versions of cgv and cgvd\n"
     "  help [COMMAND]     show help for cgv or a command\n"

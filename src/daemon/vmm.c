@@ -395,6 +395,7 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
         vm->last_hb_ms = now_ms;
         break;
     case PROTO_PONG:
+        vmm_kpi_pong(vm, &msg->u.ping, mono_us);
         break;
     case PROTO_ROLE_ACK:
         vmm_ha_role_ack(vm, &msg->u.role_ack);
@@ -907,6 +908,7 @@ void vmm_free(struct vmm *m)
         return;
     m->stopping = true;
     vmm_ha_flush(m);
+    vmm_kpi_stop(m);
     if (m->monitor)
         loop_timer_cancel(m->loop, m->monitor);
     if (m->reconnect)
@@ -930,6 +932,7 @@ int vmm_start(struct vmm *m, struct cgv_error *err)
     if (load_store(m, err) < 0)
         return -1;
     m->monitor = loop_timer_add(m->loop, VMM_MONITOR_MS, on_monitor, m);
+    vmm_kpi_start(m);
     /* Connecting to a local libvirtd takes milliseconds: do it now, so the
      * API does not answer "not connected" right after start. If libvirtd is
      * not there, keep retrying in the background. */
@@ -1007,6 +1010,7 @@ static json_t *vm_json(struct vmm *m, struct vmm_vm *vm)
     json_object_set_new(o, "console_socket", json_string(vm->console_sock));
     json_object_set_new(o, "agent", agent);
     json_object_set_new(o, "ha", vmm_ha_vm_json(vm));
+    json_object_set_new(o, "kpi", vmm_kpi_vm_json(vm));
     return o;
 }
 
@@ -1055,6 +1059,7 @@ json_t *vmm_health_json(struct vmm *m)
     json_object_set_new(o, "services", json_integer((json_int_t)ns));
     json_object_set_new(o, "vms", json_integer((json_int_t)nv));
     json_object_set_new(o, "jobs_pending", json_integer(jobs_pending(m->jobs)));
+    json_object_set_new(o, "host_kpi", vmm_kpi_host_json(m));
     return o;
 }
 

@@ -71,6 +71,8 @@ json_t *vmm_services_json(struct vmm *m);
 json_t *vmm_service_json(struct vmm *m, const char *name, struct cgv_error *err);
 json_t *vmm_vms_json(struct vmm *m);
 json_t *vmm_vm_json(struct vmm *m, const char *name, struct cgv_error *err);
+/* Prometheus text of every metric (caller frees), its length in *len. */
+char *vmm_kpi_metrics(struct vmm *m, size_t *len);
 /* Path of a VM's console log (caller frees), or NULL + err. */
 char *vmm_console_log_path(struct vmm *m, const char *name, struct cgv_error *err);
 

@@ -15,6 +15,23 @@ enum vmm_agent_state { AGENT_NEVER = 0, AGENT_UP, AGENT_DOWN, AGENT_PAUSED };
 
 struct vmm_op;
 
+struct vmm_kpi {
+    bool valid;
+    struct hv_dom_stats cur;  /* latest counters */
+    int64_t at_us;            /* when they were read */
+    double cpu_ratio, vcpu_ratio;          /* CPUs used over the last period */
+    double net_rx_bps, net_tx_bps, blk_rd_bps, blk_wr_bps;
+    uint64_t ping_seq, pings, pongs;
+    double rtt_ms, rtt_avg_ms, rtt_max_ms;
+};
+
+struct vmm_host_kpi {
+    unsigned ncpus;
+    unsigned long long cpu_busy, cpu_total; /* jiffies */
+    double cpu_ratio;
+    unsigned long long mem_total_kib, mem_avail_kib;
+};
+
 struct vmm_service {
     char name[SPEC_NAME_MAX + 1];
     struct spec_service *spec; /* owned */
@@ -81,6 +98,7 @@ struct vmm_vm {
     char fault_name[24];
     int64_t role_sent_us;      /* when the last ROLE_SET went out */
     struct loop_timer *ack_timer;
+    struct vmm_kpi kpi;
     /* an operator operation that arrived during a background snapshot and
      * runs when it ends */
     struct {
@@ -115,6 +133,9 @@ struct vmm {
     struct loop_timer *monitor;
     int64_t started_mono_ms;
     char host[64];
+    struct loop_timer *kpi_timer;
+    bool kpi_pending;
+    struct vmm_host_kpi host_kpi;
 };
 
 /* vmm.c */
@@ -168,6 +189,13 @@ json_t *vmm_ha_vm_json(struct vmm_vm *vm);
 json_t *vmm_ha_service_json(struct vmm *m, struct vmm_service *svc);
 /* Persist dirty HA state (called from the monitor). */
 void vmm_ha_flush(struct vmm *m);
+
+/* vmm_kpi.c */
+void vmm_kpi_start(struct vmm *m);
+void vmm_kpi_stop(struct vmm *m);
+void vmm_kpi_pong(struct vmm_vm *vm, const struct proto_ping *pong, int64_t now_us);
+json_t *vmm_kpi_vm_json(struct vmm_vm *vm);
+json_t *vmm_kpi_host_json(struct vmm *m);
 
 /* vmm_ops.c */
 /* A lifecycle/reboot event for a VM with an operation waiting on it. */

@@ -33,7 +33,9 @@
  * All are blocked except while waiting in ppoll().
  *
  * Also: `cgv-guest --cmdline-env [FILE]` prints the validated cgv.* kernel
- * arguments as shell assignments for /init.
+ * arguments as shell assignments for /init; `cgv-guest --role [--follow]`
+ * prints the role line of /run/cgv/role.sock (and every change after it), for
+ * shell scripts in the guest (busybox nc cannot talk to a unix socket).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -47,6 +49,8 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -267,6 +271,7 @@ static void do_shutdown(struct io *io)
     bool reboot_it = action == PROTO_SHUTDOWN_REBOOT;
 
     glog("host asked to %s the guest", reboot_it ? "reboot" : "power off");
+    guest_log_flush();
     if (io->o->no_poweroff || io->shutdown_pending)
         return;
     io->shutdown_pending = true;
@@ -276,6 +281,7 @@ static void do_shutdown(struct io *io)
      * shutdown actions, stops every process and unmounts. */
     if (getpid() == 1 || kill(1, reboot_it ? SIGTERM : SIGUSR2) < 0) {
         glog("cannot signal init (%s), calling reboot(2)", strerror(errno));
+        guest_log_flush();
         reboot(reboot_it ? RB_AUTOBOOT : RB_POWER_OFF);
     }
 }
@@ -391,12 +397,14 @@ static void run(struct io *io, const sigset_t *during_poll)
             glog("SIGTERM: stopping");
             guest_ha_shutdown(&io->ha);
             guest_ha_persist(&io->ha);
+            guest_log_flush();
             exit(0);
         }
         if (io->fd < 0 && now >= io->port_retry_at)
             port_try_open(io, now);
         if (io->shutdown_pending && now >= io->fallback_at) {
             glog("init did not stop the guest, calling reboot(2)");
+            guest_log_flush();
             sync();
             reboot(io->a.shutdown_action == PROTO_SHUTDOWN_REBOOT ? RB_AUTOBOOT
                                                                   : RB_POWER_OFF);
@@ -405,6 +413,10 @@ static void run(struct io *io, const sigset_t *during_poll)
         if (g_sigchld) {
             g_sigchld = 0;
             guest_ha_reap(&io->ha, now);
+            /* APP_EVENT exited goes out before the restart is spawned; a
+             * failure shows again in the flush below, which handles it. */
+            if (io->connected && io->a.out_len)
+                (void)flush_out(io->fd, &io->a);
         }
         if (g_usr2) {
             g_usr2 = 0;
@@ -445,6 +457,7 @@ static void run(struct io *io, const sigset_t *during_poll)
                 host_gone(io, " (write)");
         }
         guest_ha_persist(&io->ha);
+        guest_log_flush(); /* after the host got its messages */
 
         now = mono_us();
         wake = io->a.next_hb_us;
@@ -479,6 +492,33 @@ static void run(struct io *io, const sigset_t *during_poll)
     }
 }
 
+/* `cgv-guest --role [--follow]`: copy the role socket's lines to stdout. */
+static int role_client(const char *path, bool follow)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    char buf[512];
+    int fd;
+
+    if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) >= (int)sizeof(sa.sun_path))
+        return 2;
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        fprintf(stderr, "cgv-guest: %s: %s\n", path, strerror(errno));
+        return 1;
+    }
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? 1 : 0;
+        if (write(STDOUT_FILENO, buf, (size_t)n) != n)
+            return 1;
+        if (!follow && memchr(buf, '\n', (size_t)n))
+            return 0; /* the first line is written whole (one send) */
+    }
+}
+
 static void usage(FILE *f)
 {
     fprintf(f,
@@ -487,6 +527,7 @@ static void usage(FILE *f)
             "                 [--role-hook PATH] [--watchdog DEV] [--vip-dev IFACE]\n"
             "                 [--no-poweroff]\n"
             "       cgv-guest --cmdline-env [FILE]\n"
+            "       cgv-guest --role [--follow] [--role-sock PATH]\n"
             "       cgv-guest --version\n"
             "The cgv agent: talks to cgvd over the virtio-serial port %s.\n",
             PROTO_CHANNEL_NAME);
@@ -506,6 +547,8 @@ int main(int argc, char **argv)
         {"vip-dev", required_argument, NULL, 'D'},
         {"no-poweroff", no_argument, NULL, 'n'},
         {"cmdline-env", no_argument, NULL, 'e'},
+        {"role", no_argument, NULL, 'r'},
+        {"follow", no_argument, NULL, 'f'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -520,7 +563,7 @@ int main(int argc, char **argv)
     struct sigaction sa;
     char cmdline[4096], why[160];
     static const int sigs[] = {SIGIO, SIGUSR1, SIGUSR2, SIGCHLD, SIGTERM};
-    bool env_mode = false;
+    bool env_mode = false, role_mode = false, follow = false;
     sigset_t block, during_poll;
     int opt;
 
@@ -537,10 +580,20 @@ int main(int argc, char **argv)
         case 'D': o.ha.vip_dev = optarg; break;
         case 'n': o.no_poweroff = true; break;
         case 'e': env_mode = true; break;
+        case 'r': role_mode = true; break;
+        case 'f': follow = true; break;
         case 'V': printf("cgv-guest %s\n", CGV_GUEST_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
+    }
+    if (role_mode) {
+        if (optind != argc) {
+            usage(stderr);
+            return 2;
+        }
+        signal(SIGPIPE, SIG_IGN);
+        return role_client(o.ha.role_sock ? o.ha.role_sock : GUEST_HA_ROLE_SOCK, follow);
     }
     if (env_mode && optind < argc)
         o.cmdline_path = argv[optind++];
@@ -568,6 +621,7 @@ int main(int argc, char **argv)
     glog("cgv-guest %s starting, vm %s", CGV_GUEST_VERSION, kc.name);
     if (kc.n_bad)
         glog("kernel command line: %s", why);
+    guest_log_flush();
 
     signal(SIGPIPE, SIG_IGN);
     memset(&sa, 0, sizeof(sa));

@@ -211,10 +211,17 @@ static void wd_apply(struct guest_ha *h, uint32_t timeout_s, int64_t now_us)
 
 void guest_ha_toggle_pet(struct guest_ha *h)
 {
+    uint32_t t = h->wd_timeout_s;
+
     h->wd_paused = !h->wd_paused;
     guest_log("test hook: watchdog petting %s", h->wd_paused ? "stopped" : "resumed");
-    if (!h->wd_paused)
-        wd_pet(h, guest_mono_us());
+    if (h->wd_paused || h->wd_fd < 0)
+        return;
+    /* QEMU's i6300esb disables itself once it has fired (with libvirt's
+     * action 'none' the guest lives on), and pets do not enable it again:
+     * re-arm it (magic close, open). */
+    wd_disarm(h);
+    wd_apply(h, t, guest_mono_us());
 }
 
 void guest_ha_heartbeat(struct guest_ha *h, int64_t now_us)
@@ -263,10 +270,18 @@ static void kill_group(int32_t pid, int sig)
 static void proc_start(struct guest_ha *h, unsigned slot, int64_t now_us)
 {
     struct guest_proc *p = &h->sup.procs[slot];
-    char *argv[] = {(char *)"sh", (char *)"-c", p->command, NULL};
+    char *shell[] = {(char *)"sh", (char *)"-c", p->command, NULL};
+    char words[PROTO_MAX_LSTR + 1], *argv[32];
     struct proto_app_event ev;
+    int64_t t0 = guest_mono_us(), t1;
     pid_t pid;
-    int rc = spawn("/bin/sh", argv, environ, &pid);
+    int rc;
+
+    if (guest_super_split(p->command, words, sizeof(words), argv, 32) > 0)
+        rc = spawn(argv[0], argv, environ, &pid);
+    else
+        rc = spawn("/bin/sh", shell, environ, &pid);
+    t1 = guest_mono_us();
 
     if (rc != 0) {
         guest_log("%s: cannot start: %s", p->name, strerror(rc));
@@ -280,8 +295,8 @@ static void proc_start(struct guest_ha *h, unsigned slot, int64_t now_us)
     guest_super_started(&h->sup, slot, pid, &ev);
     h->procs_dirty = true;
     if (h->reaped_us[slot]) {
-        guest_log("%s: restarted, pid %d (%.2f ms after the exit was reaped)", p->name,
-                  (int)pid, ms(guest_mono_us() - h->reaped_us[slot]));
+        guest_log("%s: restarted, pid %d (spawn %.2f ms, %.2f ms after the exit was reaped)",
+                  p->name, (int)pid, ms(t1 - t0), ms(t1 - h->reaped_us[slot]));
         h->reaped_us[slot] = 0;
     } else {
         guest_log("%s: started, pid %d: %s", p->name, (int)pid, p->command);
@@ -687,12 +702,17 @@ void guest_ha_reap(struct guest_ha *h, int64_t now_us)
 
     while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
         struct proto_app_event ev;
+        char name[PROTO_MAX_STR + 1] = "process";
         int slot;
         bool tell;
 
         if (pid == h->hook_pid) {
             hook_ended(h, wstatus, guest_mono_us());
             continue;
+        }
+        for (unsigned i = 0; i < GUEST_SUPER_SLOTS; i++) {
+            if (h->sup.procs[i].pid == pid)
+                snprintf(name, sizeof(name), "%s", h->sup.procs[i].name);
         }
         tell = guest_super_exited(&h->sup, pid, guest_status_code(wstatus), now_us, &ev,
                                   &slot);
@@ -702,19 +722,18 @@ void guest_ha_reap(struct guest_ha *h, int64_t now_us)
         kill(-pid, SIGKILL);
         h->procs_dirty = true;
         if (!tell) {
-            guest_log("%s: pid %d stopped (%d)", h->sup.procs[slot].name[0]
-                                                     ? h->sup.procs[slot].name
-                                                     : "process",
-                      (int)pid, guest_status_code(wstatus));
+            guest_log("%s: pid %d stopped (status %d)", name, (int)pid,
+                      guest_status_code(wstatus));
             continue;
         }
-        h->reaped_us[slot] = now_us;
+        if (ev.kind == PROTO_APP_EXITED)
+            h->reaped_us[slot] = now_us;
         guest_log("%s: pid %d %s (status %d, %u restart%s in the window)", ev.name,
                   (int)pid, ev.kind == PROTO_APP_GAVE_UP ? "exited, giving up" : "exited",
                   ev.status, ev.restarts, ev.restarts == 1 ? "" : "s");
         send_app_event(h, &ev);
-        if (ev.kind == PROTO_APP_EXITED)
-            supervise(h, now_us); /* restart it right now */
+        /* The restart follows in guest_ha_work(), once the caller has sent
+         * the host this EXITED. */
     }
 }
 

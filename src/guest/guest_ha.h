@@ -14,7 +14,8 @@
  * guest_ha_toggle_pet() (SIGUSR2) stops the petting without disarming — the
  * watchdog then fires — and a second call resumes it.
  *
- * Processes: `/bin/sh -c COMMAND` in a session of its own (setsid, so the
+ * Processes: `/bin/sh -c COMMAND` (a plain command is exec'd directly, see
+ * guest_super_split) in a session of its own (setsid, so the
  * whole group is signalled), stdin /dev/null, stdout and stderr the agent's
  * (the console). When the process the agent started exits, whatever is left
  * of its group is SIGKILLed before the restart.
@@ -117,7 +118,8 @@ void guest_ha_role_set(struct guest_ha *h, const struct proto_role_set *rs, int6
 
 /* A heartbeat tick: pet the watchdog. */
 void guest_ha_heartbeat(struct guest_ha *h, int64_t now_us);
-/* SIGCHLD: reap every child that ended. */
+/* SIGCHLD: reap every child that ended (restarts are left to
+ * guest_ha_work, so that the caller can send the EXITED events first). */
 void guest_ha_reap(struct guest_ha *h, int64_t now_us);
 /* Timers and pending work: starts, stops, hook timeout, ARP rounds, orphans. */
 void guest_ha_work(struct guest_ha *h, int64_t now_us);

@@ -1,4 +1,4 @@
-/* guest_log.c — cgv-guest's console log (see header). */
+/* guest_log.c — cgv-guest's buffered console log (see header). */
 #include "guest_log.h"
 
 #include <inttypes.h>
@@ -8,6 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#define LOG_BUF 16384
+#define LOG_LINE 512
+
+static char g_buf[LOG_BUF];
+static size_t g_len;
+
 int64_t guest_mono_us(void)
 {
     struct timespec ts;
@@ -16,10 +22,25 @@ int64_t guest_mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+void guest_log_flush(void)
+{
+    size_t off = 0;
+
+    while (off < g_len) {
+        const char *nl = memchr(g_buf + off, '\n', g_len - off);
+        size_t n = nl ? (size_t)(nl - (g_buf + off)) + 1 : g_len - off;
+        if (write(STDERR_FILENO, g_buf + off, n) < 0) {
+            /* nowhere else to report it */
+        }
+        off += n;
+    }
+    g_len = 0;
+}
+
 void guest_log(const char *fmt, ...)
 {
     int64_t now = guest_mono_us();
-    char line[512];
+    char line[LOG_LINE];
     va_list ap;
     int n;
 
@@ -30,8 +51,9 @@ void guest_log(const char *fmt, ...)
     va_end(ap);
     n = (int)strlen(line);
     line[n] = '\n'; /* room kept by the "- 1" above */
-    line[n + 1] = '\0';
-    if (write(STDERR_FILENO, line, strlen(line)) < 0) {
-        /* nowhere else to report it */
-    }
+    n++;
+    if (g_len + (size_t)n > sizeof(g_buf))
+        guest_log_flush();
+    memcpy(g_buf + g_len, line, (size_t)n);
+    g_len += (size_t)n;
 }

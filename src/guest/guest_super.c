@@ -295,6 +295,34 @@ bool guest_super_has_pending(const struct guest_super *s)
     return false;
 }
 
+int guest_super_split(const char *cmd, char *buf, size_t cap, char **argv, size_t max)
+{
+    size_t n = strlen(cmd), argc = 0;
+
+    if (n == 0 || n >= cap || cmd[0] != '/' || max < 2)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = cmd[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("/._,:+@%=- ", c)))
+            return 0;
+    }
+    memcpy(buf, cmd, n + 1);
+    for (char *p = buf; *p;) {
+        while (*p == ' ')
+            *p++ = '\0';
+        if (!*p)
+            break;
+        if (argc + 1 >= max)
+            return 0;
+        argv[argc++] = p;
+        while (*p && *p != ' ')
+            p++;
+    }
+    argv[argc] = NULL;
+    return (int)argc;
+}
+
 int32_t guest_status_code(int wstatus)
 {
     if (WIFEXITED(wstatus))

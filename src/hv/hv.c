@@ -740,6 +740,92 @@ int hv_dom_info(struct hv *hv, const char *name, struct hv_dom_info *out,
     return 0;
 }
 
+static void stats_add(struct hv_dom_stats *s, const char *field, unsigned long long v)
+{
+    /* Fields arrive as "cpu.time", "vcpu.0.time", "net.1.rx.bytes", ... */
+    const char *rest = field;
+
+    if (strcmp(field, "cpu.time") == 0) {
+        s->cpu_time_ns = v;
+    } else if (strcmp(field, "vcpu.current") == 0) {
+        s->vcpus = (unsigned)v;
+    } else if (strcmp(field, "balloon.maximum") == 0) {
+        s->mem_max_kib = v;
+    } else if (strcmp(field, "balloon.rss") == 0) {
+        s->mem_rss_kib = v;
+    } else if (strncmp(field, "vcpu.", 5) == 0) {
+        rest = strchr(field + 5, '.');
+        if (rest && strcmp(rest, ".time") == 0)
+            s->vcpu_time_ns += v;
+    } else if (strncmp(field, "net.", 4) == 0 && (rest = strchr(field + 4, '.'))) {
+        rest++;
+        if (!strcmp(rest, "rx.bytes")) s->net_rx_bytes += v;
+        else if (!strcmp(rest, "tx.bytes")) s->net_tx_bytes += v;
+        else if (!strcmp(rest, "rx.pkts")) s->net_rx_pkts += v;
+        else if (!strcmp(rest, "tx.pkts")) s->net_tx_pkts += v;
+        else if (!strcmp(rest, "rx.drop")) s->net_rx_drop += v;
+        else if (!strcmp(rest, "tx.drop")) s->net_tx_drop += v;
+        else if (!strcmp(rest, "rx.errs")) s->net_rx_errs += v;
+        else if (!strcmp(rest, "tx.errs")) s->net_tx_errs += v;
+    } else if (strncmp(field, "block.", 6) == 0 && (rest = strchr(field + 6, '.'))) {
+        rest++;
+        if (!strcmp(rest, "rd.bytes")) s->blk_rd_bytes += v;
+        else if (!strcmp(rest, "wr.bytes")) s->blk_wr_bytes += v;
+        else if (!strcmp(rest, "rd.reqs")) s->blk_rd_reqs += v;
+        else if (!strcmp(rest, "wr.reqs")) s->blk_wr_reqs += v;
+    }
+}
+
+int hv_dom_stats_all(struct hv *hv, const char *prefix, struct hv_dom_stats **out,
+                     size_t *n, struct cgv_error *err)
+{
+    virConnectPtr c = hv_conn_ref(hv, err);
+    virDomainStatsRecordPtr *recs = NULL;
+    int count;
+    size_t k = 0;
+    unsigned stats = VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+                     VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE |
+                     VIR_DOMAIN_STATS_BLOCK;
+
+    *out = NULL;
+    *n = 0;
+    if (!c)
+        return -1;
+    count = virConnectGetAllDomainStats(c, stats, &recs,
+                                        VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE |
+                                            VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT);
+    if (count < 0) {
+        hv_fail(err, "read domain stats on", hv->uri);
+        virConnectClose(c);
+        return -1;
+    }
+    *out = cgv_malloc0(sizeof(**out) * (size_t)(count ? count : 1));
+    for (int i = 0; i < count; i++) {
+        const char *name = virDomainGetName(recs[i]->dom);
+        struct hv_dom_stats *s;
+        if (!name || strncmp(name, prefix, strlen(prefix)) != 0)
+            continue;
+        s = &(*out)[k++];
+        cgv_strlcpy(s->name, name, sizeof(s->name));
+        for (int p = 0; p < recs[i]->nparams; p++) {
+            virTypedParameterPtr tp = &recs[i]->params[p];
+            unsigned long long v;
+            switch (tp->type) {
+            case VIR_TYPED_PARAM_ULLONG: v = tp->value.ul; break;
+            case VIR_TYPED_PARAM_UINT: v = tp->value.ui; break;
+            case VIR_TYPED_PARAM_LLONG: v = tp->value.l < 0 ? 0 : (unsigned long long)tp->value.l; break;
+            case VIR_TYPED_PARAM_INT: v = tp->value.i < 0 ? 0 : (unsigned long long)tp->value.i; break;
+            default: continue;
+            }
+            stats_add(s, tp->field, v);
+        }
+    }
+    virDomainStatsRecordListFree(recs);
+    *n = k;
+    virConnectClose(c);
+    return 0;
+}
+
 int hv_dom_list(struct hv *hv, struct hv_dom_info **out, size_t *n, struct cgv_error *err)
 {
     virConnectPtr c = hv_conn_ref(hv, err);

@@ -116,6 +116,24 @@ int hv_dom_snapshot_memory(struct hv *hv, const char *name, const char *path,
                            struct cgv_error *err) CGV_WUR;
 int hv_dom_info(struct hv *hv, const char *name, struct hv_dom_info *out,
                 struct cgv_error *err) CGV_WUR;
+/* Counters of one running domain (libvirt's bulk stats). */
+struct hv_dom_stats {
+    char name[128];
+    uint64_t cpu_time_ns;      /* all threads of the QEMU process */
+    uint64_t vcpu_time_ns;     /* sum over vCPUs */
+    unsigned vcpus;
+    uint64_t mem_max_kib;      /* configured */
+    uint64_t mem_rss_kib;      /* QEMU's resident set, 0 if unknown */
+    uint64_t net_rx_bytes, net_tx_bytes, net_rx_pkts, net_tx_pkts;
+    uint64_t net_rx_drop, net_tx_drop, net_rx_errs, net_tx_errs;
+    uint64_t blk_rd_bytes, blk_wr_bytes, blk_rd_reqs, blk_wr_reqs;
+};
+
+/* Stats of every running domain whose name starts with prefix, in one call.
+ * *out is caller-freed. */
+int hv_dom_stats_all(struct hv *hv, const char *prefix, struct hv_dom_stats **out,
+                     size_t *n, struct cgv_error *err) CGV_WUR;
+
 /* QEMU pid of a running domain from libvirt's pid file (no RPC, safe on
  * the loop thread), 0 when not known. */
 int hv_dom_pid(struct hv *hv, const char *name);

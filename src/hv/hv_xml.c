@@ -58,6 +58,66 @@ static int check_def(const struct hv_domain_def *d, struct cgv_error *err)
     return 0;
 }
 
+/* <cputune>, <memtune>, <numatune>: only what the definition asks for. */
+static void add_tuning(xmlNodePtr dom, const struct hv_domain_def *d)
+{
+    char num[32];
+    xmlNodePtr tune = NULL, node;
+    unsigned n = d->max_vcpus > d->vcpus ? d->max_vcpus : d->vcpus;
+
+    if (d->vcpu_pins || d->emulator_pin || d->cpu_shares || d->cpu_quota_us ||
+        d->rt_priority) {
+        tune = add(dom, "cputune", NULL);
+        if (d->cpu_shares) {
+            snprintf(num, sizeof(num), "%u", d->cpu_shares);
+            add(tune, "shares", num);
+        }
+        if (d->cpu_quota_us) {
+            snprintf(num, sizeof(num), "%u", d->cpu_period_us ? d->cpu_period_us : 100000);
+            add(tune, "period", num);
+            snprintf(num, sizeof(num), "%" PRIu64, d->cpu_quota_us);
+            add(tune, "quota", num);
+        }
+        for (unsigned i = 0; d->vcpu_pins && i < n; i++) {
+            if (!d->vcpu_pins[i] || !d->vcpu_pins[i][0])
+                continue;
+            node = add(tune, "vcpupin", NULL);
+            snprintf(num, sizeof(num), "%u", i);
+            prop(node, "vcpu", num);
+            prop(node, "cpuset", d->vcpu_pins[i]);
+        }
+        if (d->emulator_pin && d->emulator_pin[0]) {
+            node = add(tune, "emulatorpin", NULL);
+            prop(node, "cpuset", d->emulator_pin);
+        }
+        if (d->rt_priority) {
+            node = add(tune, "vcpusched", NULL);
+            snprintf(num, sizeof(num), "0-%u", n - 1);
+            prop(node, "vcpus", num);
+            prop(node, "scheduler", "fifo");
+            snprintf(num, sizeof(num), "%u", d->rt_priority);
+            prop(node, "priority", num);
+        }
+    }
+    if (d->mem_hard_limit_mib) {
+        tune = add(dom, "memtune", NULL);
+        snprintf(num, sizeof(num), "%" PRIu64, d->mem_hard_limit_mib);
+        node = add(tune, "hard_limit", num);
+        prop(node, "unit", "MiB");
+    }
+    if (d->numa && (d->numa_node >= 0 || (d->numa_nodeset && d->numa_nodeset[0]))) {
+        tune = add(dom, "numatune", NULL);
+        node = add(tune, "memory", NULL);
+        prop(node, "mode", d->numa_strict ? "strict" : "preferred");
+        if (d->numa_node >= 0) {
+            snprintf(num, sizeof(num), "%d", d->numa_node);
+            prop(node, "nodeset", num);
+        } else {
+            prop(node, "nodeset", d->numa_nodeset);
+        }
+    }
+}
+
 int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *err)
 {
     xmlDocPtr doc = NULL;
@@ -90,9 +150,14 @@ int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *er
     snprintf(num, sizeof(num), "%" PRIu64, d->memory_mib);
     node = add(dom, "memory", num);
     prop(node, "unit", "MiB");
-    snprintf(num, sizeof(num), "%u", d->vcpus);
+    snprintf(num, sizeof(num), "%u", d->max_vcpus > d->vcpus ? d->max_vcpus : d->vcpus);
     node = add(dom, "vcpu", num);
     prop(node, "placement", "static");
+    if (d->max_vcpus > d->vcpus) {
+        snprintf(num, sizeof(num), "%u", d->vcpus);
+        prop(node, "current", num);
+    }
+    add_tuning(dom, d);
 
     os = add(dom, "os", NULL);
     node = add(os, "type", "hvm");
@@ -122,6 +187,22 @@ int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *er
         prop(node, "bridge", d->nics[i].bridge);
         node = add(dev, "model", NULL);
         prop(node, "type", "virtio");
+        if (d->net_in_kbps || d->net_out_kbps) {
+            xmlNodePtr bw = add(dev, "bandwidth", NULL);
+            const uint64_t rates[2] = {d->net_in_kbps, d->net_out_kbps};
+            const char *const dirs[2] = {"inbound", "outbound"};
+            for (int k = 0; k < 2; k++) {
+                if (!rates[k])
+                    continue;
+                node = add(bw, dirs[k], NULL);
+                snprintf(num, sizeof(num), "%" PRIu64, rates[k]);
+                prop(node, "average", num);
+                if (d->net_burst_kb) {
+                    snprintf(num, sizeof(num), "%" PRIu64, d->net_burst_kb);
+                    prop(node, "burst", num);
+                }
+            }
+        }
     }
 
     dev = add(devices, "serial", NULL);

@@ -36,6 +36,21 @@ struct hv_domain_def {
     const char *cmdline;
     size_t n_nics;
     struct hv_nic nics[HV_MAX_NICS];
+    /* CPU placement and QoS (all optional: zero/NULL = not set) */
+    unsigned max_vcpus;          /* > vcpus: room for live hot-plug */
+    const char *const *vcpu_pins; /* vcpus entries, libvirt cpuset strings */
+    const char *emulator_pin;     /* cpuset for emulator and I/O threads */
+    bool numa;                    /* emit <numatune>: */
+    int numa_node;                /*   the one node, or -1 with numa_nodeset */
+    bool numa_strict;
+    const char *numa_nodeset;     /*   when the VM spans nodes */
+    unsigned rt_priority;         /* > 0: SCHED_FIFO vCPUs at this priority */
+    unsigned cpu_shares;
+    unsigned cpu_period_us;
+    uint64_t cpu_quota_us;
+    uint64_t mem_hard_limit_mib;
+    uint64_t net_in_kbps, net_out_kbps, net_burst_kb; /* KiB/s, per NIC */
+
     const char *console_socket; /* unix socket of the serial console */
     const char *console_log;    /* file virtlogd appends the console to */
     const char *agent_socket;   /* unix socket of the agent channel */

@@ -42,6 +42,24 @@
  *     restart: fast            # fast (restore the snapshot taken when the
  *                              # VM was first healthy) | cold (boot)
  *   Limits: max 0..100 (0 = never), window_s 1..86400.
+ *   cpu:                       # CPU placement of each VM (default floating)
+ *     policy: dedicated        # floating | dedicated | shared-group | pinned
+ *     isolate_smt: false       # dedicated only: keep the cores' SMT siblings idle
+ *     group: light             # shared-group only (required there): [a-z0-9-] name
+ *     group_cores: 1           # shared-group only: 1..64 cores when the group is made
+ *     pinned: [2, 3]           # pinned only (required there): 1..64 distinct CPU ids 0..1023
+ *     numa: prefer             # prefer | strict (vCPUs and memory on one node)
+ *     realtime: false          # SCHED_FIFO vCPUs; only with dedicated or pinned
+ *     realtime_priority: 1     # 1..99, only with realtime: true
+ *     max_vcpus: 1             # vcpus..64 (default vcpus): room for live vCPU hot-plug
+ *   qos:
+ *     cpu_shares: 1024         # 2..262144 (default 0 = libvirt's default)
+ *     cpu_period_us: 100000    # 1000..1000000, only with cpu_quota_us
+ *     cpu_quota_us: 50000      # 1000..18446744073709551 (0 = no quota); < period*vcpus
+ *                              # is allowed (that is the point of a quota)
+ *     memory_hard_limit: 512MiB # >= memory (default 0 = none); same units as memory
+ *     net: {inbound_kbps: 0, outbound_kbps: 0, burst_kb: 0}   # 0 = unlimited; 0..100000000
+ *     block: {read_bps: 0, write_bps: 0, read_iops: 0, write_iops: 0}  # 0 = unlimited
  *
  * Unknown fields are errors (they are usually typos).
  */
@@ -49,6 +67,7 @@
 #define SPEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -67,6 +86,47 @@ enum spec_restart { SPEC_RESTART_FAST = 0, SPEC_RESTART_COLD };
 #define SPEC_MAX_VIPS 16
 #define SPEC_MAX_PROCESSES 8
 #define SPEC_COMMAND_MAX 256
+#define SPEC_MAX_PINNED 64
+
+/* Where a value was written (0/0 when it was defaulted). Positions let
+ * cgvd's host-side checks point at the line and column too; spec_equal()
+ * ignores them. */
+struct spec_pos {
+    int line;
+    int column;
+};
+
+enum spec_cpu_policy {
+    SPEC_CPU_FLOATING = 0,
+    SPEC_CPU_DEDICATED,
+    SPEC_CPU_SHARED_GROUP,
+    SPEC_CPU_PINNED,
+};
+enum spec_numa { SPEC_NUMA_PREFER = 0, SPEC_NUMA_STRICT };
+
+struct spec_cpu {
+    enum spec_cpu_policy policy;
+    bool isolate_smt;
+    char group[SPEC_NAME_MAX + 1];
+    unsigned group_cores;        /* default 1 */
+    size_t n_pinned;
+    unsigned pinned[SPEC_MAX_PINNED];
+    struct spec_pos pinned_pos;  /* of the list, for host-side checks */
+    struct spec_pos policy_pos;
+    enum spec_numa numa;
+    bool realtime;
+    unsigned realtime_priority;  /* 1..99 when realtime, else 0 */
+    unsigned max_vcpus;          /* >= vcpus; default vcpus */
+};
+
+struct spec_qos {
+    unsigned cpu_shares;         /* 0 = default */
+    unsigned cpu_period_us;      /* 0 = default */
+    uint64_t cpu_quota_us;       /* 0 = none */
+    uint64_t memory_hard_limit_mib; /* 0 = none */
+    uint64_t net_inbound_kbps, net_outbound_kbps, net_burst_kb;
+    uint64_t block_read_bps, block_write_bps, block_read_iops, block_write_iops;
+};
 
 struct spec_limit {
     unsigned max;      /* 0..100 */
@@ -84,13 +144,6 @@ struct spec_addr {
     int column;
 };
 
-/* Where a value was written (0/0 when it was defaulted). Positions let
- * cgvd's host-side checks point at the line and column too; spec_equal()
- * ignores them. */
-struct spec_pos {
-    int line;
-    int column;
-};
 
 struct spec_network {
     char network[SPEC_NAME_MAX + 1];
@@ -124,6 +177,10 @@ struct spec_service {
     struct spec_process processes[SPEC_MAX_PROCESSES];
     struct spec_limit app_restarts, vm_restarts, failovers;
     enum spec_restart restart;
+
+    /* CPU placement and QoS (issue 4) */
+    struct spec_cpu cpu;
+    struct spec_qos qos;
 };
 
 /* One validation problem. path is "" for the document itself. */
@@ -173,5 +230,6 @@ char *spec_issues_format(const struct spec_issues *issues);
 const char *spec_accel_name(enum spec_accel a);
 const char *spec_redundancy_name(enum spec_redundancy r); /* "none", "2n", "n+m", "nway-active" */
 const char *spec_restart_name(enum spec_restart r);       /* "fast", "cold" */
+const char *spec_cpu_policy_name(enum spec_cpu_policy p);  /* "floating", "dedicated", "shared-group", "pinned" */
 
 #endif

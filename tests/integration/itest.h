@@ -45,6 +45,8 @@
 #define IT_POOL "10.78.0.100-10.78.0.199"
 #define IT_MAX_SERVICES 16
 #define IT_MAX_BUGS 8
+#define IT_MAX_BG 8
+#define IT_MAX_STOPPED 8
 
 struct itest {
     const char *cgvd_bin, *cgv_bin, *udpping_bin, *src_root, *image_dir;
@@ -66,6 +68,12 @@ struct itest {
     char bugs[IT_MAX_BUGS][512];
     size_t n_bugs;
     const char *test_name;
+
+    /* background commands still running (see it_bg_start) and processes a
+     * test stopped with SIGSTOP (see it_note_stopped): it_begin() and the
+     * group teardown clean up what a failed test left behind */
+    pid_t bg_pids[IT_MAX_BG];
+    pid_t stopped_pids[IT_MAX_STOPPED];
 };
 
 /* ---- group lifetime (cmocka group setup / teardown) ---------------------- */
@@ -186,6 +194,41 @@ int it_udpping(struct itest *t, const char *addr, int count, int timeout_ms,
  * Returns cmd's exit status; *output gets everything read (may be NULL). */
 int it_console(struct itest *t, const char *vm, const char *cmd, char **output,
                int timeout_ms);
+
+/* Write one line to the VM's serial console and return at once, without
+ * waiting for an answer: for a command after which the shell may never
+ * answer (echo c > /proc/sysrq-trigger). */
+void it_console_send(struct itest *t, const char *vm, const char *cmd);
+
+/* ---- background commands --------------------------------------------------------------- */
+
+/* A command running while the test does other things (a UDP client during
+ * a fault); its stdout and stderr go to files in the temp dir. A test that
+ * fails leaves it running: the next it_begin() and the group teardown
+ * SIGKILL it. */
+struct it_bg {
+    pid_t pid;        /* 0 once stopped */
+    char out[160], err[160];
+    char what[64];    /* argv[0]'s base name, for messages */
+};
+void it_bg_start(struct itest *t, struct it_bg *bg, const char *const argv[]);
+/* Its stdout so far (caller frees; "" if nothing yet). */
+char *it_bg_output(const struct it_bg *bg);
+/* Wait (deadline) until its stdout contains needle; fails the test after
+ * timeout_ms. */
+void it_bg_wait_output(struct itest *t, const struct it_bg *bg, const char *needle,
+                       int timeout_ms);
+/* Send sig (0: none, just wait for the end) and wait until it exits (SIGKILL
+ * and fail after timeout_ms). Returns the exit status as it_run does; *out and
+ * *err (may be NULL) get its stdout and stderr. */
+int it_bg_stop(struct itest *t, struct it_bg *bg, int sig, int timeout_ms, char **out,
+               char **err);
+
+/* Remember a process the test stopped (SIGSTOP): if it still exists and is
+ * stopped at the next it_begin() or at teardown, it gets SIGCONT. */
+void it_note_stopped(struct itest *t, pid_t pid);
+/* SIGCONT every noted process that is still stopped; forget them all. */
+void it_release_stopped(struct itest *t);
 
 /* ---- libvirt (virsh) ------------------------------------------------------------------ */
 

@@ -273,6 +273,68 @@ static void test_output_full_drops(void **state)
     assert_int_equal(guest_agent_queue_hello(&a, 0), 0);
 }
 
+static void test_ha_messages(void **state)
+{
+    struct guest_agent a;
+    struct proto_msg m, out[4];
+    struct proto_app_event ev;
+    char why[128], longdetail[200];
+
+    (void)state;
+    guest_agent_init(&a, "demo-0", "0.1.0", 7, 0);
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_CONFIG;
+    m.u.config.watchdog_s = 2;
+    m.u.config.app_max_restarts = 3;
+    m.u.config.app_window_ms = 60000;
+    m.u.config.n_procs = 1;
+    strcpy(m.u.config.procs[0].name, "nf");
+    strcpy(m.u.config.procs[0].command, "/usr/sbin/cgv-nf");
+    push_msg(&a, &m);
+    memset(&m, 0, sizeof(m));
+    m.type = PROTO_ROLE_SET;
+    m.u.role_set.generation = 42;
+    m.u.role_set.role = PROTO_ROLE_ACTIVE;
+    strcpy(m.u.role_set.assignment, "a0");
+    m.u.role_set.n_vips = 1;
+    strcpy(m.u.role_set.vips[0], "10.79.2.50/24");
+    push_msg(&a, &m);
+    assert_int_equal(guest_agent_step(&a, 0, why, sizeof(why)), GUEST_EV_CONFIG);
+    assert_int_equal(a.config.watchdog_s, 2);
+    assert_int_equal(a.config.n_procs, 1);
+    assert_string_equal(a.config.procs[0].command, "/usr/sbin/cgv-nf");
+    assert_int_equal(guest_agent_step(&a, 0, why, sizeof(why)), GUEST_EV_ROLE_SET);
+    assert_int_equal(a.role_set.generation, 42);
+    assert_string_equal(a.role_set.vips[0], "10.79.2.50/24");
+    assert_int_equal(guest_agent_step(&a, 0, why, sizeof(why)), GUEST_EV_NONE);
+    assert_int_equal(a.out_len, 0); /* the agent answers only once it acted */
+
+    /* a detail too long for the wire is cut, not dropped */
+    memset(longdetail, 'x', sizeof(longdetail) - 1);
+    longdetail[sizeof(longdetail) - 1] = '\0';
+    assert_int_equal(guest_agent_queue_role_ack(&a, 42, PROTO_ROLE_ACTIVE, PROTO_ACK_FAILED,
+                                                longdetail), 0);
+    memset(&ev, 0, sizeof(ev));
+    strcpy(ev.name, "nf");
+    ev.kind = PROTO_APP_EXITED;
+    ev.status = -9;
+    ev.restarts = 1;
+    ev.pid = 1234;
+    assert_int_equal(guest_agent_queue_app_event(&a, &ev), 0);
+    assert_int_equal(take_out(&a, out, 4), 2);
+    assert_int_equal(out[0].type, PROTO_ROLE_ACK);
+    assert_int_equal(out[0].u.role_ack.generation, 42);
+    assert_int_equal(out[0].u.role_ack.role, PROTO_ROLE_ACTIVE);
+    assert_int_equal(out[0].u.role_ack.result, PROTO_ACK_FAILED);
+    assert_int_equal(strlen(out[0].u.role_ack.detail), PROTO_MAX_STR);
+    assert_int_equal(out[1].type, PROTO_APP_EVENT);
+    assert_string_equal(out[1].u.app_event.name, "nf");
+    assert_int_equal(out[1].u.app_event.kind, PROTO_APP_EXITED);
+    assert_int_equal(out[1].u.app_event.status, -9);
+    assert_int_equal(out[1].u.app_event.restarts, 1);
+    assert_int_equal(out[1].u.app_event.pid, 1234);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_garbage_is_skipped),
         cmocka_unit_test(test_garbage_burst_for_host),
         cmocka_unit_test(test_output_full_drops),
+        cmocka_unit_test(test_ha_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

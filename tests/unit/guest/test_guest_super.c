@@ -300,6 +300,34 @@ static void test_spawn_failed(void **state)
     assert_false(guest_super_next(&s, 0, true, &act));
 }
 
+static void test_split(void **state)
+{
+    static const char *shell[] = {
+        "", "cgv-nf", "./cgv-nf", "/bin/a | b", "/bin/a; b", "/bin/a $X", "/bin/a 'x y'",
+        "/bin/a \"x\"", "/bin/a *", "/bin/a ~", "/bin/a #c", "/bin/a >f", "/bin/a\tb",
+        "/bin/a &", "/bin/a `b`", "/bin/a (b)", "/bin/a\\b", "/bin/a ?",
+    };
+    const char *four = "/usr/sbin/cgv-nf  -p 7001 --x=a,b:c@d%e+f ";
+    char buf[64], *argv[4], *av[8];
+
+    (void)state;
+    assert_int_equal(guest_super_split("/usr/sbin/cgv-nf", buf, sizeof(buf), argv, 4), 1);
+    assert_string_equal(argv[0], "/usr/sbin/cgv-nf");
+    assert_null(argv[1]);
+    assert_int_equal(guest_super_split(four, buf, sizeof(buf), av, 8), 4);
+    assert_string_equal(av[0], "/usr/sbin/cgv-nf");
+    assert_string_equal(av[1], "-p");
+    assert_string_equal(av[2], "7001");
+    assert_string_equal(av[3], "--x=a,b:c@d%e+f");
+    assert_null(av[4]);
+    /* four words and the NULL do not fit in four slots: the shell does it */
+    assert_int_equal(guest_super_split(four, buf, sizeof(buf), argv, 4), 0);
+    for (size_t i = 0; i < sizeof(shell) / sizeof(shell[0]); i++)
+        assert_int_equal(guest_super_split(shell[i], buf, sizeof(buf), argv, 4), 0);
+    /* too long for the buffer */
+    assert_int_equal(guest_super_split("/usr/sbin/cgv-nf", buf, 8, argv, 4), 0);
+}
+
 static void test_status_code(void **state)
 {
     (void)state;
@@ -345,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_remove_stops_with_term_then_kill),
         cmocka_unit_test(test_changed_command_replaces),
         cmocka_unit_test(test_spawn_failed),
+        cmocka_unit_test(test_split),
         cmocka_unit_test(test_status_code),
         cmocka_unit_test(test_stat_parse),
     };

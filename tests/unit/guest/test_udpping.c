@@ -128,6 +128,83 @@ static void test_gap(void **state)
     assert_int_equal(udpping_gap_finish(&g, 510000), 500000);
 }
 
+static void test_outage_log(void **state)
+{
+    static struct udpping_log l;
+    unsigned what;
+
+    (void)state;
+    /* 5 ms interval, threshold 10 ms; t0 = 1000 s */
+    udpping_log_init(&l, 10000);
+    assert_int_equal(udpping_log_reply(&l, 5000, "demo-0"), 0); /* not started: ignored */
+    udpping_log_start(&l, 1000000000);
+    /* first reply 12 ms after the first send: a gap from the start, from "-" */
+    what = udpping_log_reply(&l, 1000012000, "demo-0");
+    assert_int_equal(what, UDPPING_NEW_GAP);
+    assert_int_equal(l.n_gaps, 1);
+    assert_int_equal(l.gaps[0].start_us, 0);
+    assert_int_equal(l.gaps[0].end_us, 12000);
+    assert_string_equal(l.gaps[0].from, "-");
+    assert_string_equal(l.gaps[0].to, "demo-0");
+    /* steady replies: nothing; exactly the threshold is not a gap */
+    assert_int_equal(udpping_log_reply(&l, 1000017000, "demo-0"), 0);
+    assert_int_equal(udpping_log_reply(&l, 1000027000, "demo-0"), 0);
+    /* failover: 63 ms without a reply, then demo-1 answers */
+    what = udpping_log_reply(&l, 1000090000, "demo-1");
+    assert_int_equal(what, UDPPING_NEW_GAP | UDPPING_NEW_SWITCH);
+    assert_int_equal(l.n_gaps, 2);
+    assert_int_equal(l.gaps[1].start_us, 27000);
+    assert_int_equal(l.gaps[1].end_us, 90000);
+    assert_string_equal(l.gaps[1].from, "demo-0");
+    assert_string_equal(l.gaps[1].to, "demo-1");
+    assert_int_equal(l.n_switches, 1);
+    assert_int_equal(l.switches[0].at_us, 90000);
+    assert_string_equal(l.switches[0].from, "demo-0");
+    assert_string_equal(l.switches[0].to, "demo-1");
+    /* a switch back without a gap (both answering) is still a switch */
+    assert_int_equal(udpping_log_reply(&l, 1000092000, "demo-0"), UDPPING_NEW_SWITCH);
+    assert_int_equal(l.n_gaps, 2);
+    assert_int_equal(l.n_switches, 2);
+    /* out-of-order time is ignored */
+    assert_int_equal(udpping_log_reply(&l, 1000091000, "demo-1"), 0);
+    assert_int_equal(l.n_switches, 2);
+    /* the replies stop for good: a trailing gap up to the last send, to "-" */
+    assert_int_equal(udpping_log_finish(&l, 1000200000), UDPPING_NEW_GAP);
+    assert_int_equal(l.n_gaps, 3);
+    assert_int_equal(l.gaps[2].start_us, 92000);
+    assert_int_equal(l.gaps[2].end_us, 200000);
+    assert_string_equal(l.gaps[2].from, "demo-0");
+    assert_string_equal(l.gaps[2].to, "-");
+    assert_int_equal(udpping_log_finish(&l, 1000300000), 0); /* once */
+    assert_int_equal(l.n_gaps, 3);
+
+    /* threshold 0: no gaps, switches still seen; no trailing gap */
+    udpping_log_init(&l, 0);
+    udpping_log_start(&l, 0);
+    assert_int_equal(udpping_log_reply(&l, 500000, "a"), 0);
+    assert_int_equal(udpping_log_reply(&l, 900000, "b"), UDPPING_NEW_SWITCH);
+    assert_int_equal(udpping_log_finish(&l, 5000000), 0);
+    assert_int_equal(l.n_gaps, 0);
+
+    /* nothing ever answered: one gap over the whole run */
+    udpping_log_init(&l, 10000);
+    udpping_log_start(&l, 100);
+    assert_int_equal(udpping_log_finish(&l, 60100), UDPPING_NEW_GAP);
+    assert_int_equal(l.gaps[0].end_us - l.gaps[0].start_us, 60000);
+    assert_string_equal(l.gaps[0].from, "-");
+    assert_string_equal(l.gaps[0].to, "-");
+
+    /* a full log counts what it drops */
+    udpping_log_init(&l, 1);
+    udpping_log_start(&l, 0);
+    for (int i = 1; i <= UDPPING_MAX_EVENTS + 3; i++)
+        udpping_log_reply(&l, (int64_t)i * 10, i % 2 ? "a" : "b");
+    assert_int_equal(l.n_gaps, UDPPING_MAX_EVENTS);
+    assert_int_equal(l.gaps_dropped, 3);
+    assert_int_equal(l.n_switches, UDPPING_MAX_EVENTS);
+    assert_int_equal(l.switches_dropped, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_target),
         cmocka_unit_test(test_percentiles),
         cmocka_unit_test(test_gap),
+        cmocka_unit_test(test_outage_log),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
