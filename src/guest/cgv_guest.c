@@ -73,7 +73,7 @@
 #define PORT_RETRY_FAST_FOR_US (10 * 1000000LL)
 #define PORT_RETRY_MAX_MS 1000
 #define LOG_BURST 5 /* at most this many "garbage" lines per second */
-#define MAX_POLLFDS (1 + 1 + GUEST_HA_MAX_CLIENTS)
+#define MAX_POLLFDS (1 + GUEST_HA_MAX_POLLFDS)
 
 #define glog guest_log
 #define mono_us guest_mono_us
@@ -618,6 +618,7 @@ int main(int argc, char **argv)
         return 0;
     }
 
+    guest_log_init();
     glog("cgv-guest %s starting, vm %s", CGV_GUEST_VERSION, kc.name);
     if (kc.n_bad)
         glog("kernel command line: %s", why);

@@ -231,9 +231,60 @@ void guest_ha_heartbeat(struct guest_ha *h, int64_t now_us)
 
 /* ---- processes ------------------------------------------------------------ */
 
-/* Start path with argv in a new session, stdin /dev/null, default signal
- * handling and an empty signal mask. Returns 0 or an errno. */
-static int spawn(const char *path, char *const argv[], char *const envp[], pid_t *pid)
+/* A pipe for a child's output, read end kept in h->outputs. Returns the
+ * write end for the child, or -1 (then the child writes to the console). */
+static int output_open(struct guest_ha *h, const char *name)
+{
+    struct guest_ha_output *o;
+    int p[2];
+
+    if (h->n_outputs >= GUEST_HA_MAX_OUTPUTS || pipe2(p, O_CLOEXEC) < 0)
+        return -1;
+    fcntl(p[0], F_SETFL, fcntl(p[0], F_GETFL) | O_NONBLOCK);
+    o = &h->outputs[h->n_outputs++];
+    o->fd = p[0];
+    o->len = 0;
+    snprintf(o->name, sizeof(o->name), "%s", name);
+    return p[1];
+}
+
+static void output_close(struct guest_ha *h, unsigned i)
+{
+    struct guest_ha_output *o = &h->outputs[i];
+
+    if (o->len)
+        guest_log_child(o->name, o->buf, o->len);
+    close(o->fd);
+    *o = h->outputs[--h->n_outputs];
+}
+
+/* Read what a child wrote; returns false at EOF (every writer gone). */
+static bool output_read(struct guest_ha_output *o)
+{
+    for (int reads = 0; reads < 16; reads++) {
+        char chunk[2048];
+        ssize_t n = read(o->fd, chunk, sizeof(chunk));
+
+        if (n < 0)
+            return errno == EAGAIN || errno == EINTR;
+        if (n == 0)
+            return false;
+        for (ssize_t i = 0; i < n; i++) {
+            o->buf[o->len++] = chunk[i];
+            if (chunk[i] == '\n' || o->len == sizeof(o->buf)) {
+                guest_log_child(o->name, o->buf, o->len);
+                o->len = 0;
+            }
+        }
+    }
+    return true;
+}
+
+/* Start path with argv in a new session, stdin /dev/null, stdout and stderr
+ * out_fd (if >= 0), default signal handling and an empty signal mask.
+ * Returns 0 or an errno. */
+static int spawn(const char *path, char *const argv[], char *const envp[], int out_fd,
+                 pid_t *pid)
 {
     posix_spawnattr_t at;
     posix_spawn_file_actions_t fa;
@@ -251,7 +302,13 @@ static int spawn(const char *path, char *const argv[], char *const envp[], pid_t
                                       POSIX_SPAWN_SETSIGDEF);
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    if (out_fd >= 0) {
+        posix_spawn_file_actions_adddup2(&fa, out_fd, STDOUT_FILENO);
+        posix_spawn_file_actions_adddup2(&fa, out_fd, STDERR_FILENO);
+    }
     rc = posix_spawn(pid, path, &fa, &at, argv, envp);
+    if (out_fd >= 0)
+        close(out_fd); /* the child has it now */
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&at);
     return rc;
@@ -278,9 +335,9 @@ static void proc_start(struct guest_ha *h, unsigned slot, int64_t now_us)
     int rc;
 
     if (guest_super_split(p->command, words, sizeof(words), argv, 32) > 0)
-        rc = spawn(argv[0], argv, environ, &pid);
+        rc = spawn(argv[0], argv, environ, output_open(h, p->name), &pid);
     else
-        rc = spawn("/bin/sh", shell, environ, &pid);
+        rc = spawn("/bin/sh", shell, environ, output_open(h, p->name), &pid);
     t1 = guest_mono_us();
 
     if (rc != 0) {
@@ -294,13 +351,12 @@ static void proc_start(struct guest_ha *h, unsigned slot, int64_t now_us)
     }
     guest_super_started(&h->sup, slot, pid, &ev);
     h->procs_dirty = true;
-    if (h->reaped_us[slot]) {
+    if (h->reaped_us[slot] && p->n_hist > 0)
         guest_log("%s: restarted, pid %d (spawn %.2f ms, %.2f ms after the exit was reaped)",
                   p->name, (int)pid, ms(t1 - t0), ms(t1 - h->reaped_us[slot]));
-        h->reaped_us[slot] = 0;
-    } else {
+    else
         guest_log("%s: started, pid %d: %s", p->name, (int)pid, p->command);
-    }
+    h->reaped_us[slot] = 0;
     send_app_event(h, &ev);
 }
 
@@ -560,7 +616,7 @@ static void hook_start(struct guest_ha *h, int64_t now_us)
     snprintf(env_asg, sizeof(env_asg), "CGV_ASSIGNMENT=%s", h->role.assignment);
     snprintf(env_gen, sizeof(env_gen), "CGV_GENERATION=%s", gen);
     snprintf(env_vips, sizeof(env_vips), "CGV_VIPS=%s", vips);
-    rc = spawn(h->paths.role_hook, argv, envp, &pid);
+    rc = spawn(h->paths.role_hook, argv, envp, output_open(h, "role-hook"), &pid);
     if (rc != 0) {
         char detail[PROTO_MAX_STR + 1];
         snprintf(detail, sizeof(detail), "role-hook: %s", strerror(rc));
@@ -929,6 +985,8 @@ unsigned guest_ha_pollfds(const struct guest_ha *h, struct pollfd *p, unsigned c
         p[n++] = (struct pollfd){.fd = h->listen_fd, .events = POLLIN};
     for (unsigned i = 0; i < h->n_clients && n < cap; i++)
         p[n++] = (struct pollfd){.fd = h->clients[i], .events = POLLIN};
+    for (unsigned i = 0; i < h->n_outputs && n < cap; i++)
+        p[n++] = (struct pollfd){.fd = h->outputs[i].fd, .events = POLLIN};
     return n;
 }
 
@@ -947,6 +1005,13 @@ void guest_ha_polled(struct guest_ha *h, const struct pollfd *p, unsigned n)
                 h->clients[h->n_clients++] = c;
             }
             continue;
+        }
+        for (unsigned i = 0; i < h->n_outputs; i++) {
+            if (h->outputs[i].fd != p[k].fd)
+                continue;
+            if (!output_read(&h->outputs[i]))
+                output_close(h, i);
+            break;
         }
         for (unsigned i = 0; i < h->n_clients; i++) {
             char junk[256];

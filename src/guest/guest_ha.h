@@ -15,9 +15,10 @@
  * watchdog then fires — and a second call resumes it.
  *
  * Processes: `/bin/sh -c COMMAND` (a plain command is exec'd directly, see
- * guest_super_split) in a session of its own (setsid, so the
- * whole group is signalled), stdin /dev/null, stdout and stderr the agent's
- * (the console). When the process the agent started exits, whatever is left
+ * guest_super_split) in a session of its own (setsid, so the whole group is
+ * signalled), stdin /dev/null, stdout and stderr a pipe to the agent, which
+ * copies each line to the console as "[name] line" without ever blocking: a
+ * console nobody drains must not stop the processes (nor the agent). When the process the agent started exits, whatever is left
  * of its group is SIGKILLed before the restart.
  *
  * Role: ROLE_SET → (rtnetlink) delete the VIPs no longer wanted, add the new
@@ -56,11 +57,23 @@
 
 #define GUEST_HA_MAX_CLIENTS 16
 #define GUEST_HA_MAX_ORPHANS 16
+#define GUEST_HA_MAX_OUTPUTS 24 /* pipes from children still open */
+/* What guest_ha_pollfds() may ask for at most. */
+#define GUEST_HA_MAX_POLLFDS (1 + GUEST_HA_MAX_CLIENTS + GUEST_HA_MAX_OUTPUTS)
 #define GUEST_HA_HOOK_TIMEOUT_US (2 * 1000000LL)
 #define GUEST_HA_GARP_ROUNDS 3 /* at 0, 5 and 20 ms */
 
 struct guest_ha_paths {
     const char *state_dir, *role_sock, *role_hook, *watchdog, *vip_dev;
+};
+
+/* The stdout/stderr pipe of a child: its lines go to the console log as
+ * "[name] text", written without ever blocking (see guest_log.h). */
+struct guest_ha_output {
+    int fd;
+    char name[PROTO_MAX_STR + 1];
+    size_t len;
+    char buf[256]; /* a partial line */
 };
 
 struct guest_ha_orphan {
@@ -105,6 +118,9 @@ struct guest_ha {
     int listen_fd;
     int clients[GUEST_HA_MAX_CLIENTS];
     unsigned n_clients;
+
+    struct guest_ha_output outputs[GUEST_HA_MAX_OUTPUTS];
+    unsigned n_outputs;
 };
 
 /* paths NULL = the defaults above. Opens nothing yet. */
@@ -128,7 +144,8 @@ void guest_ha_persist(struct guest_ha *h);
 /* Earliest time guest_ha_work has something to do, INT64_MAX if none. */
 int64_t guest_ha_deadline(const struct guest_ha *h);
 
-/* The role socket's fds for ppoll, and their results. */
+/* The role socket's and the children's output fds for ppoll, and their
+ * results. */
 unsigned guest_ha_pollfds(const struct guest_ha *h, struct pollfd *p, unsigned cap);
 void guest_ha_polled(struct guest_ha *h, const struct pollfd *p, unsigned n);
 

@@ -740,11 +740,13 @@ int hv_dom_info(struct hv *hv, const char *name, struct hv_dom_info *out,
     return 0;
 }
 
-static void stats_add(struct hv_dom_stats *s, const char *field, unsigned long long v)
+static void stats_add(struct hv_dom_stats *s, const char *name, unsigned long long v)
 {
     /* Fields arrive as "cpu.time", "vcpu.0.time", "net.1.rx.bytes", ... */
-    const char *rest = field;
+    char field[VIR_TYPED_PARAM_FIELD_LENGTH + 1], tail[VIR_TYPED_PARAM_FIELD_LENGTH + 1];
+    unsigned idx;
 
+    cgv_strlcpy(field, name, sizeof(field));
     if (strcmp(field, "cpu.time") == 0) {
         s->cpu_time_ns = v;
     } else if (strcmp(field, "vcpu.current") == 0) {
@@ -753,26 +755,23 @@ static void stats_add(struct hv_dom_stats *s, const char *field, unsigned long l
         s->mem_max_kib = v;
     } else if (strcmp(field, "balloon.rss") == 0) {
         s->mem_rss_kib = v;
-    } else if (strncmp(field, "vcpu.", 5) == 0) {
-        rest = strchr(field + 5, '.');
-        if (rest && strcmp(rest, ".time") == 0)
+    } else if (sscanf(field, "vcpu.%u.%64s", &idx, tail) == 2) {
+        if (strcmp(tail, "time") == 0)
             s->vcpu_time_ns += v;
-    } else if (strncmp(field, "net.", 4) == 0 && (rest = strchr(field + 4, '.'))) {
-        rest++;
-        if (!strcmp(rest, "rx.bytes")) s->net_rx_bytes += v;
-        else if (!strcmp(rest, "tx.bytes")) s->net_tx_bytes += v;
-        else if (!strcmp(rest, "rx.pkts")) s->net_rx_pkts += v;
-        else if (!strcmp(rest, "tx.pkts")) s->net_tx_pkts += v;
-        else if (!strcmp(rest, "rx.drop")) s->net_rx_drop += v;
-        else if (!strcmp(rest, "tx.drop")) s->net_tx_drop += v;
-        else if (!strcmp(rest, "rx.errs")) s->net_rx_errs += v;
-        else if (!strcmp(rest, "tx.errs")) s->net_tx_errs += v;
-    } else if (strncmp(field, "block.", 6) == 0 && (rest = strchr(field + 6, '.'))) {
-        rest++;
-        if (!strcmp(rest, "rd.bytes")) s->blk_rd_bytes += v;
-        else if (!strcmp(rest, "wr.bytes")) s->blk_wr_bytes += v;
-        else if (!strcmp(rest, "rd.reqs")) s->blk_rd_reqs += v;
-        else if (!strcmp(rest, "wr.reqs")) s->blk_wr_reqs += v;
+    } else if (sscanf(field, "net.%u.%64s", &idx, tail) == 2) {
+        if (!strcmp(tail, "rx.bytes")) s->net_rx_bytes += v;
+        else if (!strcmp(tail, "tx.bytes")) s->net_tx_bytes += v;
+        else if (!strcmp(tail, "rx.pkts")) s->net_rx_pkts += v;
+        else if (!strcmp(tail, "tx.pkts")) s->net_tx_pkts += v;
+        else if (!strcmp(tail, "rx.drop")) s->net_rx_drop += v;
+        else if (!strcmp(tail, "tx.drop")) s->net_tx_drop += v;
+        else if (!strcmp(tail, "rx.errs")) s->net_rx_errs += v;
+        else if (!strcmp(tail, "tx.errs")) s->net_tx_errs += v;
+    } else if (sscanf(field, "block.%u.%64s", &idx, tail) == 2) {
+        if (!strcmp(tail, "rd.bytes")) s->blk_rd_bytes += v;
+        else if (!strcmp(tail, "wr.bytes")) s->blk_wr_bytes += v;
+        else if (!strcmp(tail, "rd.reqs")) s->blk_rd_reqs += v;
+        else if (!strcmp(tail, "wr.reqs")) s->blk_wr_reqs += v;
     }
 }
 

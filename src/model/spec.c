@@ -34,9 +34,24 @@
  *    it is written, else at the model. Checks that depend on another field
  *    (standbys, virtual IP count, watchdog_s against heartbeat_ms) are
  *    skipped while that field is itself invalid.
- *  - Enumerated values (model, restart) are case-sensitive, with a "did you
- *    mean" for a near miss. A command that YAML reads as another type
- *    (command: true) is refused with a hint to quote it.
+ *  - Enumerated values (model, restart, policy, numa) are case-sensitive,
+ *    with a "did you mean" for a near miss. A command that YAML reads as
+ *    another type (command: true) is refused with a hint to quote it.
+ *  - Booleans are true/false only (yes/no/on/off are strings).
+ *  - cpu: a field that belongs to another policy is refused saying which
+ *    policy it is for, except that it may restate its neutral value, which
+ *    the canonical form always writes: isolate_smt false, group null,
+ *    group_cores 1, pinned [], realtime false, realtime_priority 0 (when
+ *    realtime is false). group follows cgv_name_valid(). shared-group needs
+ *    a group and pinned a non-empty pinned list; a missing one is reported
+ *    at the policy. Pinned CPU ids keep their order (vCPU i runs on
+ *    pinned[i % n]). Policy checks are skipped while the policy is invalid,
+ *    max_vcpus >= vcpus while vcpus is invalid.
+ *  - qos: cpu_shares, cpu_period_us and cpu_quota_us take 0 for "not set"
+ *    (the canonical form writes 0); memory_hard_limit takes null for "none"
+ *    and never 0. cpu_period_us needs a non-zero cpu_quota_us. Nothing
+ *    relates the quota to the period or to vcpus. memory_hard_limit >=
+ *    memory is skipped while memory is invalid.
  */
 #include "spec.h"
 
@@ -65,6 +80,18 @@
 
 #define LIMIT_MAX_MAX 100
 #define LIMIT_WINDOW_MAX 86400
+
+#define VCPUS_MAX 64
+#define CPU_ID_MAX 1023
+#define GROUP_CORES_MAX 64
+#define RT_PRIO_MAX 99
+#define SHARES_MIN 2
+#define SHARES_MAX 262144
+#define PERIOD_MIN 1000
+#define PERIOD_MAX 1000000
+#define QUOTA_MIN 1000
+#define QUOTA_MAX 1000000000000LL /* 1e12 us, below libvirt's 2^44-1 */
+#define RATE_MAX 100000000000LL   /* 1e11, net and block limits */
 
 #define MEM_MIN_MIB 64ULL
 #define MEM_MAX_MIB (1024ULL * 1024ULL) /* 1 TiB */
@@ -204,6 +231,19 @@ static const char *const redundancy_names[] = { "none", "2n", "n+m", "nway-activ
 static const char *const restart_names[] = { "fast", "cold" };
 _Static_assert(CGV_ARRAY_LEN(redundancy_names) == SPEC_RED_NWAY + 1, "redundancy names");
 _Static_assert(CGV_ARRAY_LEN(restart_names) == SPEC_RESTART_COLD + 1, "restart names");
+
+static const char *const cpu_policy_names[] = { "floating", "dedicated", "shared-group",
+                                                "pinned" };
+static const char *const numa_names[] = { "prefer", "strict" };
+_Static_assert(CGV_ARRAY_LEN(cpu_policy_names) == SPEC_CPU_PINNED + 1, "cpu policy names");
+_Static_assert(CGV_ARRAY_LEN(numa_names) == SPEC_NUMA_STRICT + 1, "numa names");
+
+const char *spec_cpu_policy_name(enum spec_cpu_policy p)
+{
+    if ((unsigned)p < CGV_ARRAY_LEN(cpu_policy_names))
+        return cpu_policy_names[p];
+    return "unknown";
+}
 
 const char *spec_redundancy_name(enum spec_redundancy r)
 {
@@ -977,8 +1017,10 @@ static void get_name(struct spec_issues *iss, const struct ynode *n, const char 
 
 #define MEM_HELP "a size such as 512MiB or 2GiB, or a whole number of MiB"
 
-static void get_memory(struct spec_issues *iss, const struct ynode *n, const char *path,
-                       uint64_t *out)
+/* A memory size in MiB, 64MiB..1TiB. zero_hint, when given, is the message
+ * for a size of 0 (memory_hard_limit: 0 is not a limit). */
+static bool get_memory(struct spec_issues *iss, const struct ynode *n, const char *path,
+                       const char *zero_hint, uint64_t *out)
 {
     static const struct {
         const char *unit;
@@ -995,11 +1037,11 @@ static void get_memory(struct spec_issues *iss, const struct ynode *n, const cha
     const char *unit;
 
     if (n->bad)
-        return;
+        return false;
     if (n->kind != NK_SCALAR || (n->stype != ST_INT && n->stype != ST_STR)) {
         describe(n, d, sizeof(d));
         issue_at(iss, n, path, "must be " MEM_HELP ", got %s", d);
-        return;
+        return false;
     }
     show(d, sizeof(d), n->val, n->len, 40);
     if (n->stype == ST_INT) {
@@ -1007,7 +1049,7 @@ static void get_memory(struct spec_issues *iss, const struct ynode *n, const cha
         if (rc < 0) {
             issue_at(iss, n, path, "must be " MEM_HELP ", got %s%s", d,
                      rc == -2 ? " (leading zeros are ambiguous)" : "");
-            return;
+            return false;
         }
         mib = num;
     } else {
@@ -1015,7 +1057,7 @@ static void get_memory(struct spec_issues *iss, const struct ynode *n, const cha
 
         if (strlen(n->val) != n->len) {
             issue_at(iss, n, path, "must not contain NUL characters");
-            return;
+            return false;
         }
         nd = count_digits(n->val, n->len, 0);
         unit = n->val + nd;
@@ -1040,7 +1082,7 @@ static void get_memory(struct spec_issues *iss, const struct ynode *n, const cha
             else if (nd > 0 && ci)
                 why = " (units are binary and case-sensitive: KiB, MiB, GiB, TiB or K, M, G, T)";
             issue_at(iss, n, path, "must be " MEM_HELP ", got \"%s\"%s", d, why);
-            return;
+            return false;
         }
         for (size_t i = 0; i < nd; i++) { /* a string is unambiguous: 0512MiB is 512 */
             unsigned dg = (unsigned)(n->val[i] - '0');
@@ -1053,16 +1095,21 @@ static void get_memory(struct spec_issues *iss, const struct ynode *n, const cha
             ovf = true;
         if (!ovf && (num * mult) % 1024 != 0) {
             issue_at(iss, n, path, "\"%s\" is not a whole number of MiB", d);
-            return;
+            return false;
         }
         mib = ovf ? UINT64_MAX : num * mult / 1024;
+    }
+    if (zero_hint && !ovf && !neg && mib == 0) {
+        issue_at(iss, n, path, "%s", zero_hint);
+        return false;
     }
     if (ovf || neg || mib < MEM_MIN_MIB || mib > MEM_MAX_MIB) {
         issue_at(iss, n, path, "must be between 64MiB and 1TiB, got %s%s", d,
                  n->stype == ST_INT ? "MiB" : "");
-        return;
+        return false;
     }
     *out = mib;
+    return true;
 }
 
 /* Four decimal octets, no leading zeros, usable as a unicast host address. */
@@ -1143,6 +1190,8 @@ static const struct {
     { "health", "at the top level" },
     { "processes", "at the top level" },
     { "recovery", "at the top level" },
+    { "cpu", "at the top level" },
+    { "qos", "at the top level" },
     { "network", "in an item of networks" },
     { "addresses", "in an item of networks" },
     { "model", "under redundancy" },
@@ -1157,6 +1206,28 @@ static const struct {
     { "restart", "under recovery" },
     { "max", "under recovery.app_restarts, vm_restarts or failovers" },
     { "window_s", "under recovery.app_restarts, vm_restarts or failovers" },
+    { "policy", "under cpu" },
+    { "isolate_smt", "under cpu" },
+    { "group", "under cpu" },
+    { "group_cores", "under cpu" },
+    { "pinned", "under cpu" },
+    { "numa", "under cpu" },
+    { "realtime", "under cpu" },
+    { "realtime_priority", "under cpu" },
+    { "max_vcpus", "under cpu" },
+    { "cpu_shares", "under qos" },
+    { "cpu_period_us", "under qos" },
+    { "cpu_quota_us", "under qos" },
+    { "memory_hard_limit", "under qos" },
+    { "net", "under qos" },
+    { "block", "under qos" },
+    { "inbound_kbps", "under qos.net" },
+    { "outbound_kbps", "under qos.net" },
+    { "burst_kb", "under qos.net" },
+    { "read_bps", "under qos.block" },
+    { "write_bps", "under qos.block" },
+    { "read_iops", "under qos.block" },
+    { "write_iops", "under qos.block" },
 };
 
 static const char *field_home(const char *key, size_t klen)
@@ -1223,11 +1294,11 @@ static bool walk_map(struct spec_issues *iss, const struct ynode *map, const cha
 
 enum {
     F_NAME, F_INSTANCES, F_VCPUS, F_MEMORY, F_IMAGE, F_ACCEL, F_HEARTBEAT, F_NETWORKS,
-    F_REDUNDANCY, F_HEALTH, F_PROCESSES, F_RECOVERY, F_N
+    F_REDUNDANCY, F_HEALTH, F_PROCESSES, F_RECOVERY, F_CPU, F_QOS, F_N
 };
 static const char *const top_fields[F_N] = {
     "name", "instances", "vcpus", "memory", "image", "acceleration", "heartbeat_ms", "networks",
-    "redundancy", "health", "processes", "recovery",
+    "redundancy", "health", "processes", "recovery", "cpu", "qos",
 };
 enum { NF_NETWORK, NF_ADDRESSES, NF_N };
 static const char *const net_fields[NF_N] = { "network", "addresses" };
@@ -1242,6 +1313,23 @@ static const char *const rec_fields[CF_N] = { "app_restarts", "vm_restarts", "fa
                                               "restart" };
 enum { LF_MAX, LF_WINDOW, LF_N };
 static const char *const limit_fields[LF_N] = { "max", "window_s" };
+enum {
+    UF_POLICY, UF_ISOLATE_SMT, UF_GROUP, UF_GROUP_CORES, UF_PINNED, UF_NUMA, UF_REALTIME,
+    UF_RT_PRIORITY, UF_MAX_VCPUS, UF_N
+};
+static const char *const cpu_fields[UF_N] = {
+    "policy", "isolate_smt", "group", "group_cores", "pinned", "numa", "realtime",
+    "realtime_priority", "max_vcpus",
+};
+enum { QF_SHARES, QF_PERIOD, QF_QUOTA, QF_HARD_LIMIT, QF_NET, QF_BLOCK, QF_N };
+static const char *const qos_fields[QF_N] = {
+    "cpu_shares", "cpu_period_us", "cpu_quota_us", "memory_hard_limit", "net", "block",
+};
+#define RATE_FIELDS_MAX 4
+static const char *const net_rate_fields[] = { "inbound_kbps", "outbound_kbps", "burst_kb" };
+static const char *const block_rate_fields[] = { "read_bps", "write_bps", "read_iops",
+                                                 "write_iops" };
+_Static_assert(CGV_ARRAY_LEN(block_rate_fields) <= RATE_FIELDS_MAX, "rate fields");
 
 #define MAX_SEEN_ADDRS (SPEC_MAX_NETWORKS * SPEC_MAX_INSTANCES)
 
@@ -1250,6 +1338,8 @@ struct vstate {
     bool instances_ok;
     unsigned instances;
     const struct ynode *instances_node; /* NULL when defaulted */
+    bool vcpus_ok, memory_ok;
+    const struct ynode *vcpus_node, *memory_node; /* NULL when defaulted */
     bool heartbeat_ok;
     size_t n_seen;
     struct {
@@ -1712,6 +1802,294 @@ static void check_recovery(struct vstate *vs, const struct ynode *r, struct spec
         s->restart = (enum spec_restart)m;
 }
 
+static bool is_null(const struct ynode *n)
+{
+    return !n->bad && n->kind == NK_SCALAR && n->stype == ST_NULL;
+}
+
+/* true or false (the YAML 1.2 core schema's booleans). */
+static bool get_bool(struct spec_issues *iss, const struct ynode *n, const char *path, bool *out)
+{
+    char d[160];
+
+    if (n->bad)
+        return false;
+    if (n->kind != NK_SCALAR || n->stype != ST_BOOL) {
+        bool word = n->kind == NK_SCALAR && n->stype == ST_STR &&
+                    (mem_eq(n->val, n->len, "yes") || mem_eq(n->val, n->len, "no") ||
+                     mem_eq(n->val, n->len, "on") || mem_eq(n->val, n->len, "off"));
+        describe(n, d, sizeof(d));
+        issue_at(iss, n, path, "must be true or false, got %s%s", d,
+                 word ? " (yes/no/on/off are strings: write true or false)" : "");
+        return false;
+    }
+    *out = n->val[0] == 't' || n->val[0] == 'T';
+    return true;
+}
+
+/* 0 (which means zero_means) or an integer in min..max. */
+static bool get_int_or_zero(struct spec_issues *iss, const struct ynode *n, const char *path,
+                            long long min, long long max, const char *zero_means,
+                            long long *out)
+{
+    char why[192], d[160];
+    long long v;
+
+    snprintf(why, sizeof(why), "must be 0 (%s) or between %lld and %lld", zero_means, min, max);
+    if (!get_int_why(iss, n, path, 0, max, why, &v))
+        return false;
+    if (v != 0 && v < min) {
+        show(d, sizeof(d), n->val, n->len, 40);
+        issue_at(iss, n, path, "%s, got %s", why, d);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* cpu.pinned: 1..SPEC_MAX_PINNED distinct CPU ids 0..CPU_ID_MAX, in order. */
+static void check_pinned(struct vstate *vs, const struct ynode *pn, struct spec_cpu *cpu)
+{
+    struct {
+        bool seen;
+        int line, col;
+    } *first = cgv_malloc0((CPU_ID_MAX + 1) * sizeof(*first));
+    char d[160];
+
+    if (pn->kind != NK_SEQ) {
+        describe(pn, d, sizeof(d));
+        issue_at(vs->iss, pn, "cpu.pinned",
+                 "must be a list of host CPU ids (pinned: [2, 3]), got %s", d);
+        goto cleanup;
+    }
+    for (size_t j = 0; j < pn->n; j++) {
+        const struct ynode *it = pn->items[j];
+        spec_path_t ip;
+        long long v;
+
+        path_idx(ip, sizeof(ip), "cpu.pinned", j);
+        if (!get_int(vs->iss, it, ip, 0, CPU_ID_MAX, &v))
+            continue;
+        if (first[v].seen) {
+            issue_at(vs->iss, it, ip, "CPU %lld is listed twice (first at line %d, col %d)", v,
+                     first[v].line, first[v].col);
+            continue;
+        }
+        first[v].seen = true;
+        first[v].line = it->line;
+        first[v].col = it->col;
+        if (cpu->n_pinned < SPEC_MAX_PINNED)
+            cpu->pinned[cpu->n_pinned++] = (unsigned)v;
+    }
+    if (pn->n > SPEC_MAX_PINNED)
+        issue_at(vs->iss, pn, "cpu.pinned", "at most %d CPU ids are allowed, got %zu",
+                 SPEC_MAX_PINNED, pn->n);
+
+cleanup:
+    free(first);
+}
+
+/* cpu: {policy, isolate_smt, group, group_cores, pinned, numa, realtime,
+ * realtime_priority, max_vcpus}. Runs after vcpus. */
+static void check_cpu(struct vstate *vs, const struct ynode *c, struct spec_service *s)
+{
+    const struct ynode *vals[UF_N] = { 0 }, *keys[UF_N] = { 0 };
+    const struct ynode *pol, *n;
+    struct spec_cpu *cpu = &s->cpu;
+    bool policy_ok = true, rt_ok = true, b;
+    char is[96], why[256];
+    long long v;
+    int e;
+
+    if (!walk_map(vs->iss, c, "cpu", cpu_fields, UF_N, vals, keys))
+        return;
+    pol = vals[UF_POLICY];
+    if (pol) {
+        cpu->policy_pos.line = pol->line;
+        cpu->policy_pos.column = pol->col;
+        policy_ok = get_enum(vs->iss, pol, "cpu.policy", cpu_policy_names,
+                             CGV_ARRAY_LEN(cpu_policy_names),
+                             "floating, dedicated, shared-group, pinned", &e);
+        if (policy_ok)
+            cpu->policy = (enum spec_cpu_policy)e;
+    }
+    /* "policy is pinned" / "policy is floating, the default", for messages */
+    snprintf(is, sizeof(is), "policy is %s%s", spec_cpu_policy_name(cpu->policy),
+             pol ? "" : ", the default");
+
+    /* isolate_smt: true only with dedicated */
+    n = vals[UF_ISOLATE_SMT];
+    if (n && get_bool(vs->iss, n, "cpu.isolate_smt", &b) && b) {
+        if (policy_ok && cpu->policy != SPEC_CPU_DEDICATED)
+            issue_at(vs->iss, n, "cpu.isolate_smt",
+                     "isolate_smt is only for policy dedicated (%s)", is);
+        cpu->isolate_smt = true;
+    }
+
+    /* group: a name, only with (and required by) shared-group; null is none */
+    n = vals[UF_GROUP];
+    if (n && !is_null(n)) {
+        char g[SPEC_NAME_MAX + 1] = "";
+        get_name(vs->iss, n, "cpu.group", "group name", g, sizeof(g));
+        if (g[0] && policy_ok && cpu->policy != SPEC_CPU_SHARED_GROUP)
+            issue_at(vs->iss, n, "cpu.group", "group is only for policy shared-group (%s)", is);
+        cgv_strlcpy(cpu->group, g, sizeof(cpu->group));
+    } else if (policy_ok && cpu->policy == SPEC_CPU_SHARED_GROUP) {
+        if (n)
+            issue_at(vs->iss, n, "cpu.group",
+                     "policy shared-group needs a group name, got null");
+        else
+            issue_at(vs->iss, pol, "cpu.group",
+                     "policy shared-group needs field 'group' (the name of the shared group)");
+    }
+
+    /* group_cores: shared-group only (others may restate the default 1) */
+    n = vals[UF_GROUP_CORES];
+    if (n && policy_ok && cpu->policy != SPEC_CPU_SHARED_GROUP) {
+        snprintf(why, sizeof(why), "group_cores is only for policy shared-group (%s)", is);
+        get_int_why(vs->iss, n, "cpu.group_cores", 1, 1, why, &v);
+    } else if (n && get_int(vs->iss, n, "cpu.group_cores", 1, GROUP_CORES_MAX, &v)) {
+        cpu->group_cores = (unsigned)v;
+    }
+
+    /* pinned: only with (and required by) pinned; [] is none */
+    n = vals[UF_PINNED];
+    if (n && !n->bad) {
+        cpu->pinned_pos.line = n->line;
+        cpu->pinned_pos.column = n->col;
+        check_pinned(vs, n, cpu);
+        if (n->kind == NK_SEQ && policy_ok) {
+            if (n->n > 0 && cpu->policy != SPEC_CPU_PINNED)
+                issue_at(vs->iss, n, "cpu.pinned", "pinned is only for policy pinned (%s)", is);
+            else if (n->n == 0 && cpu->policy == SPEC_CPU_PINNED)
+                issue_at(vs->iss, n, "cpu.pinned",
+                         "policy pinned needs 1 to %d host CPU ids, got an empty list",
+                         SPEC_MAX_PINNED);
+        }
+    } else if (!n && policy_ok && cpu->policy == SPEC_CPU_PINNED) {
+        issue_at(vs->iss, pol, "cpu.pinned",
+                 "policy pinned needs field 'pinned' (the host CPU ids to run the vCPUs on)");
+    }
+
+    if (vals[UF_NUMA] && get_enum(vs->iss, vals[UF_NUMA], "cpu.numa", numa_names,
+                                  CGV_ARRAY_LEN(numa_names), "prefer, strict", &e))
+        cpu->numa = (enum spec_numa)e;
+
+    /* realtime: true only with dedicated or pinned; priority 1..99, default 1 */
+    n = vals[UF_REALTIME];
+    if (n) {
+        rt_ok = get_bool(vs->iss, n, "cpu.realtime", &b);
+        if (rt_ok && b) {
+            cpu->realtime = true;
+            cpu->realtime_priority = 1;
+            if (policy_ok && cpu->policy != SPEC_CPU_DEDICATED && cpu->policy != SPEC_CPU_PINNED)
+                issue_at(vs->iss, n, "cpu.realtime",
+                         "real-time vCPUs need cores of their own: use dedicated or pinned (%s)",
+                         is);
+        }
+    }
+    n = vals[UF_RT_PRIORITY];
+    if (n && !rt_ok) {
+        get_int(vs->iss, n, "cpu.realtime_priority", 0, RT_PRIO_MAX, &v);
+    } else if (n && cpu->realtime) {
+        if (get_int(vs->iss, n, "cpu.realtime_priority", 1, RT_PRIO_MAX, &v))
+            cpu->realtime_priority = (unsigned)v;
+    } else if (n) {
+        snprintf(why, sizeof(why),
+                 "realtime_priority is only for realtime: true (realtime is false%s)",
+                 vals[UF_REALTIME] ? "" : ", the default");
+        get_int_why(vs->iss, n, "cpu.realtime_priority", 0, 0, why, &v);
+    }
+
+    /* max_vcpus: vcpus..64 */
+    n = vals[UF_MAX_VCPUS];
+    if (n && vs->vcpus_ok) {
+        snprintf(why, sizeof(why),
+                 "must be between vcpus (%u%s) and %d: the most vCPUs the VM can have live",
+                 s->vcpus, vs->vcpus_node ? "" : ", the default", VCPUS_MAX);
+        if (get_int_why(vs->iss, n, "cpu.max_vcpus", s->vcpus, VCPUS_MAX, why, &v))
+            cpu->max_vcpus = (unsigned)v;
+    } else if (n && get_int(vs->iss, n, "cpu.max_vcpus", 1, VCPUS_MAX, &v)) {
+        cpu->max_vcpus = (unsigned)v;
+    }
+}
+
+/* qos.net / qos.block: each field 0..RATE_MAX, 0 = unlimited. */
+static void check_rates(struct spec_issues *iss, const struct ynode *r, const char *path,
+                        const char *const *fields, size_t nf, uint64_t *const *dst)
+{
+    const struct ynode *vals[RATE_FIELDS_MAX] = { 0 }, *keys[RATE_FIELDS_MAX] = { 0 };
+    spec_path_t p;
+    long long v;
+
+    if (!walk_map(iss, r, path, fields, nf, vals, keys))
+        return;
+    for (size_t i = 0; i < nf; i++) {
+        path_key(p, sizeof(p), path, fields[i], strlen(fields[i]));
+        if (vals[i] && get_int(iss, vals[i], p, 0, RATE_MAX, &v))
+            *dst[i] = (uint64_t)v;
+    }
+}
+
+/* qos: {cpu_shares, cpu_period_us, cpu_quota_us, memory_hard_limit, net,
+ * block}. Runs after memory. */
+static void check_qos(struct vstate *vs, const struct ynode *q, struct spec_service *s)
+{
+    const struct ynode *vals[QF_N] = { 0 }, *keys[QF_N] = { 0 };
+    struct spec_qos *qos = &s->qos;
+    uint64_t *const net_dst[] = { &qos->net_inbound_kbps, &qos->net_outbound_kbps,
+                                  &qos->net_burst_kb };
+    uint64_t *const block_dst[] = { &qos->block_read_bps, &qos->block_write_bps,
+                                    &qos->block_read_iops, &qos->block_write_iops };
+    const struct ynode *n;
+    bool period_ok = true, quota_ok = true;
+    long long v;
+
+    _Static_assert(CGV_ARRAY_LEN(net_dst) == CGV_ARRAY_LEN(net_rate_fields), "net fields");
+    _Static_assert(CGV_ARRAY_LEN(block_dst) == CGV_ARRAY_LEN(block_rate_fields), "block fields");
+    if (!walk_map(vs->iss, q, "qos", qos_fields, QF_N, vals, keys))
+        return;
+    if (vals[QF_SHARES] && get_int_or_zero(vs->iss, vals[QF_SHARES], "qos.cpu_shares",
+                                           SHARES_MIN, SHARES_MAX, "the default weight", &v))
+        qos->cpu_shares = (unsigned)v;
+    if (vals[QF_QUOTA]) {
+        quota_ok = get_int_or_zero(vs->iss, vals[QF_QUOTA], "qos.cpu_quota_us", QUOTA_MIN,
+                                   QUOTA_MAX, "no quota", &v);
+        if (quota_ok)
+            qos->cpu_quota_us = (uint64_t)v;
+    }
+    if (vals[QF_PERIOD]) {
+        period_ok = get_int_or_zero(vs->iss, vals[QF_PERIOD], "qos.cpu_period_us", PERIOD_MIN,
+                                    PERIOD_MAX, "the default period", &v);
+        if (period_ok)
+            qos->cpu_period_us = (unsigned)v;
+    }
+    if (period_ok && quota_ok && qos->cpu_period_us != 0 && qos->cpu_quota_us == 0)
+        issue_at(vs->iss, vals[QF_PERIOD], "qos.cpu_period_us",
+                 "cpu_period_us only applies with cpu_quota_us: set cpu_quota_us too, or omit "
+                 "cpu_period_us");
+
+    n = vals[QF_HARD_LIMIT];
+    if (n && !is_null(n)) {
+        uint64_t mib = 0;
+        if (get_memory(vs->iss, n, "qos.memory_hard_limit",
+                       "0 is not a limit: omit memory_hard_limit (or write null) for none",
+                       &mib)) {
+            if (vs->memory_ok && mib < s->memory_mib)
+                issue_at(vs->iss, n, "qos.memory_hard_limit",
+                         "must be at least memory (%" PRIu64 "MiB%s), got %" PRIu64 "MiB",
+                         s->memory_mib, vs->memory_node ? "" : ", the default", mib);
+            qos->memory_hard_limit_mib = mib;
+        }
+    }
+    if (vals[QF_NET])
+        check_rates(vs->iss, vals[QF_NET], "qos.net", net_rate_fields,
+                    CGV_ARRAY_LEN(net_rate_fields), net_dst);
+    if (vals[QF_BLOCK])
+        check_rates(vs->iss, vals[QF_BLOCK], "qos.block", block_rate_fields,
+                    CGV_ARRAY_LEN(block_rate_fields), block_dst);
+}
+
 static struct spec_service *validate(struct spec_issues *iss, const struct ynode *root)
 {
     const struct ynode *vals[F_N] = { 0 }, *keys[F_N] = { 0 };
@@ -1734,6 +2112,10 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
     s->vm_restarts = DEF_VM_RESTARTS;
     s->failovers = DEF_FAILOVERS;
     s->restart = SPEC_RESTART_FAST;
+    s->cpu.policy = SPEC_CPU_FLOATING;
+    s->cpu.group_cores = 1;
+    s->cpu.numa = SPEC_NUMA_PREFER;
+    s->cpu.max_vcpus = DEF_VCPUS;
     vs->iss = iss;
 
     if (root->bad)
@@ -1762,10 +2144,18 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
     }
     vs->instances = s->instances;
     vs->instances_node = vals[F_INSTANCES];
-    if (vals[F_VCPUS] && get_int(iss, vals[F_VCPUS], "vcpus", 1, 64, &v))
-        s->vcpus = (unsigned)v;
+    vs->vcpus_ok = true;
+    if (vals[F_VCPUS]) {
+        vs->vcpus_ok = get_int(iss, vals[F_VCPUS], "vcpus", 1, VCPUS_MAX, &v);
+        if (vs->vcpus_ok)
+            s->vcpus = (unsigned)v;
+    }
+    vs->vcpus_node = vals[F_VCPUS];
+    s->cpu.max_vcpus = s->vcpus; /* cpu.max_vcpus defaults to vcpus */
+    vs->memory_ok = true;
     if (vals[F_MEMORY])
-        get_memory(iss, vals[F_MEMORY], "memory", &s->memory_mib);
+        vs->memory_ok = get_memory(iss, vals[F_MEMORY], "memory", NULL, &s->memory_mib);
+    vs->memory_node = vals[F_MEMORY];
     if (vals[F_IMAGE]) {
         get_name(iss, vals[F_IMAGE], "image", "image name", s->image, sizeof(s->image));
         s->image_pos.line = vals[F_IMAGE]->line;
@@ -1804,6 +2194,11 @@ static struct spec_service *validate(struct spec_issues *iss, const struct ynode
         check_processes(vs, vals[F_PROCESSES], s);
     if (vals[F_RECOVERY])
         check_recovery(vs, vals[F_RECOVERY], s);
+    /* after vcpus and memory: max_vcpus and memory_hard_limit depend on them */
+    if (vals[F_CPU])
+        check_cpu(vs, vals[F_CPU], s);
+    if (vals[F_QOS])
+        check_qos(vs, vals[F_QOS], s);
 
 cleanup:
     if (!s->networks) {
@@ -2033,6 +2428,44 @@ static int ha_to_json(const struct spec_service *spec, json_t *o)
     return rc ? -1 : 0;
 }
 
+/* cpu and qos into o; 0 or -1. */
+static int cpu_qos_to_json(const struct spec_service *spec, json_t *o)
+{
+    const struct spec_cpu *c = &spec->cpu;
+    const struct spec_qos *q = &spec->qos;
+    json_t *pinned = json_array(), *group, *hard;
+    int rc = 0;
+
+    if (!pinned)
+        return -1;
+    for (size_t i = 0; i < c->n_pinned && i < SPEC_MAX_PINNED; i++)
+        rc |= json_array_append_new(pinned, json_integer(c->pinned[i]));
+    group = c->policy == SPEC_CPU_SHARED_GROUP ? json_string(c->group) : json_null();
+    hard = q->memory_hard_limit_mib ? json_sprintf("%" PRIu64 "MiB", q->memory_hard_limit_mib)
+                                    : json_null();
+    rc |= json_object_set_new(
+        o, "cpu",
+        json_pack("{s:s, s:b, s:o, s:I, s:o, s:s, s:b, s:I, s:I}", "policy",
+                  spec_cpu_policy_name(c->policy), "isolate_smt", (int)c->isolate_smt, "group",
+                  group, "group_cores", (json_int_t)c->group_cores, "pinned", pinned, "numa",
+                  (unsigned)c->numa < CGV_ARRAY_LEN(numa_names) ? numa_names[c->numa]
+                                                                : "unknown",
+                  "realtime", (int)c->realtime, "realtime_priority",
+                  (json_int_t)c->realtime_priority, "max_vcpus", (json_int_t)c->max_vcpus));
+    rc |= json_object_set_new(
+        o, "qos",
+        json_pack("{s:I, s:I, s:I, s:o, s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I, s:I}}",
+                  "cpu_shares", (json_int_t)q->cpu_shares, "cpu_period_us",
+                  (json_int_t)q->cpu_period_us, "cpu_quota_us", (json_int_t)q->cpu_quota_us,
+                  "memory_hard_limit", hard, "net", "inbound_kbps",
+                  (json_int_t)q->net_inbound_kbps, "outbound_kbps",
+                  (json_int_t)q->net_outbound_kbps, "burst_kb", (json_int_t)q->net_burst_kb,
+                  "block", "read_bps", (json_int_t)q->block_read_bps, "write_bps",
+                  (json_int_t)q->block_write_bps, "read_iops", (json_int_t)q->block_read_iops,
+                  "write_iops", (json_int_t)q->block_write_iops));
+    return rc ? -1 : 0;
+}
+
 json_t *spec_to_json(const struct spec_service *spec)
 {
     json_t *o = NULL, *nets = NULL;
@@ -2068,7 +2501,7 @@ json_t *spec_to_json(const struct spec_service *spec)
     }
     rc |= json_object_set_new(o, "networks", nets);
     nets = NULL;
-    if (rc != 0 || ha_to_json(spec, o) != 0)
+    if (rc != 0 || ha_to_json(spec, o) != 0 || cpu_qos_to_json(spec, o) != 0)
         goto fail;
     return o;
 
@@ -2086,6 +2519,32 @@ static bool fixed_eq(const char *a, const char *b, size_t cap)
 static bool limit_eq(const struct spec_limit *a, const struct spec_limit *b)
 {
     return a->max == b->max && a->window_s == b->window_s;
+}
+
+static bool cpu_eq(const struct spec_cpu *x, const struct spec_cpu *y)
+{
+    if (x->policy != y->policy || x->isolate_smt != y->isolate_smt ||
+        !fixed_eq(x->group, y->group, sizeof(x->group)) || x->group_cores != y->group_cores ||
+        x->n_pinned != y->n_pinned || x->n_pinned > SPEC_MAX_PINNED || x->numa != y->numa ||
+        x->realtime != y->realtime || x->realtime_priority != y->realtime_priority ||
+        x->max_vcpus != y->max_vcpus)
+        return false;
+    for (size_t i = 0; i < x->n_pinned; i++)
+        if (x->pinned[i] != y->pinned[i])
+            return false;
+    return true;
+}
+
+static bool qos_eq(const struct spec_qos *x, const struct spec_qos *y)
+{
+    return x->cpu_shares == y->cpu_shares && x->cpu_period_us == y->cpu_period_us &&
+           x->cpu_quota_us == y->cpu_quota_us &&
+           x->memory_hard_limit_mib == y->memory_hard_limit_mib &&
+           x->net_inbound_kbps == y->net_inbound_kbps &&
+           x->net_outbound_kbps == y->net_outbound_kbps && x->net_burst_kb == y->net_burst_kb &&
+           x->block_read_bps == y->block_read_bps && x->block_write_bps == y->block_write_bps &&
+           x->block_read_iops == y->block_read_iops &&
+           x->block_write_iops == y->block_write_iops;
 }
 
 int spec_equal(const struct spec_service *a, const struct spec_service *b)
@@ -2125,5 +2584,7 @@ int spec_equal(const struct spec_service *a, const struct spec_service *b)
             !fixed_eq(a->processes[i].command, b->processes[i].command,
                       sizeof(a->processes[i].command)))
             return 0;
+    if (!cpu_eq(&a->cpu, &b->cpu) || !qos_eq(&a->qos, &b->qos))
+        return 0;
     return 1;
 }

@@ -55,11 +55,11 @@
  *   qos:
  *     cpu_shares: 1024         # 2..262144 (default 0 = libvirt's default)
  *     cpu_period_us: 100000    # 1000..1000000, only with cpu_quota_us
- *     cpu_quota_us: 50000      # 1000..18446744073709551 (0 = no quota); < period*vcpus
+ *     cpu_quota_us: 50000      # 1000..1000000000000 (0 = no quota); < period*vcpus
  *                              # is allowed (that is the point of a quota)
  *     memory_hard_limit: 512MiB # >= memory (default 0 = none); same units as memory
- *     net: {inbound_kbps: 0, outbound_kbps: 0, burst_kb: 0}   # 0 = unlimited; 0..100000000
- *     block: {read_bps: 0, write_bps: 0, read_iops: 0, write_iops: 0}  # 0 = unlimited
+ *     net: {inbound_kbps: 0, outbound_kbps: 0, burst_kb: 0}   # 0 = unlimited; 0..100000000000
+ *     block: {read_bps: 0, write_bps: 0, read_iops: 0, write_iops: 0}  # same range, 0 = unlimited
  *
  * Unknown fields are errors (they are usually typos).
  */

@@ -417,37 +417,102 @@ int it_udpping(struct itest *t, const char *addr, int count, int timeout_ms,
     return rc;
 }
 
-int it_console(struct itest *t, const char *vm, const char *cmd, char **output,
-               int timeout_ms)
+/* Connect to the VM's console socket (named by cgvd). */
+static int console_connect(struct itest *t, const char *vm)
 {
     json_t *v = it_vm(t, vm);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    unsigned n = 100000 + (unsigned)(cgv_mono_us() % 800000);
-    char marker[32], *line, *buf;
-    size_t len = 0, cap = 65536, off = 0;
-    int64_t deadline = cgv_mono_ms() + timeout_ms;
-    int fd, rc = -1;
+    int fd;
 
     if (cgv_strlcpy(sa.sun_path, it_jstr(v, "console_socket") ?: "", sizeof(sa.sun_path)) < 0 ||
-        !sa.sun_path[0])
+        !sa.sun_path[0]) {
+        json_decref(v);
         it_fail(t, vm, "%s has no usable console_socket", vm);
+    }
     json_decref(v);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
         it_fail(t, vm, "connect to the console of %s (%s): %s", vm, sa.sun_path,
                 strerror(errno));
+    return fd;
+}
+
+static void console_write(struct itest *t, const char *vm, int fd, const char *line)
+{
+    for (size_t off = 0, l = strlen(line); off < l;) {
+        ssize_t w = write(fd, line + off, l - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0) {
+            close(fd);
+            it_fail(t, vm, "write to the console of %s: %s", vm, strerror(errno));
+        }
+        off += (size_t)w;
+    }
+}
+
+void it_console_send(struct itest *t, const char *vm, const char *cmd)
+{
+    int fd = console_connect(t, vm);
+    char *line = cgv_asprintf("\n%s\n", cmd), *buf;
+    size_t len = 0, cap = 65536;
+    int64_t t0 = cgv_mono_ms(), deadline = t0 + 15000;
+
+    console_write(t, vm, fd, line);
+    free(line);
+    /* QEMU drops what it has not yet fed to the UART when the client goes
+     * away (the guest reads its 16-byte FIFO at TCG speed): stay connected
+     * until the shell has echoed the whole line, end of line included. */
+    buf = cgv_malloc0(cap);
+    for (;;) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        const char *m = strstr(buf, cmd);
+        int64_t left = deadline - cgv_mono_ms();
+        ssize_t r;
+
+        if (m && strpbrk(m + strlen(cmd), "\r\n"))
+            break;
+        if (left <= 0) {
+            close(fd);
+            it_log(t, "console of %s so far:\n%s", vm, buf);
+            free(buf);
+            it_fail(t, vm, "the console of %s did not echo '%s' within 15 s", vm, cmd);
+        }
+        if (poll(&pfd, 1, (int)left) <= 0)
+            continue;
+        if (len + 4096 + 1 > cap) {
+            cap *= 2;
+            buf = cgv_realloc(buf, cap);
+        }
+        r = read(fd, buf + len, cap - len - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break; /* the console closed: whatever was sent is in */
+        len += (size_t)r;
+        buf[len] = '\0';
+    }
+    free(buf);
+    close(fd);
+    it_log(t, "console %s: sent '%s' (echoed after %lld ms; not waiting for an answer)", vm, cmd,
+           (long long)(cgv_mono_ms() - t0));
+}
+
+int it_console(struct itest *t, const char *vm, const char *cmd, char **output,
+               int timeout_ms)
+{
+    unsigned n = 100000 + (unsigned)(cgv_mono_us() % 800000);
+    char marker[32], *line, *buf;
+    size_t len = 0, cap = 65536;
+    int64_t deadline = cgv_mono_ms() + timeout_ms;
+    int fd, rc = -1;
+
+    fd = console_connect(t, vm);
     /* The shell computes the marker, so the echo of the typed line never
      * matches it. */
     snprintf(marker, sizeof(marker), "@@%u@@", n + 1);
     line = cgv_asprintf("\n%s; __rc=$?; echo \"@@$((%u+1))@@${__rc}@@\"\n", cmd, n);
-    for (size_t l = strlen(line); off < l;) {
-        ssize_t w = write(fd, line + off, l - off);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            it_fail(t, vm, "write to the console of %s: %s", vm, strerror(errno));
-        off += (size_t)w;
-    }
+    console_write(t, vm, fd, line);
     free(line);
     buf = cgv_malloc0(cap);
     for (;;) {
@@ -494,6 +559,171 @@ int it_console(struct itest *t, const char *vm, const char *cmd, char **output,
     else
         free(buf);
     return rc;
+}
+
+/* ---- background commands ------------------------------------------------------------------ */
+
+static void bg_forget(struct itest *t, pid_t pid)
+{
+    for (size_t i = 0; i < IT_MAX_BG; i++) {
+        if (t->bg_pids[i] == pid)
+            t->bg_pids[i] = 0;
+    }
+}
+
+void it_bg_start(struct itest *t, struct it_bg *bg, const char *const argv[])
+{
+    static unsigned seq;
+    const char *base = strrchr(argv[0], '/');
+    size_t slot = IT_MAX_BG;
+    pid_t pid;
+
+    for (size_t i = 0; i < IT_MAX_BG && slot == IT_MAX_BG; i++) {
+        if (t->bg_pids[i] == 0)
+            slot = i;
+    }
+    if (slot == IT_MAX_BG)
+        it_fail(t, NULL, "more than %d background commands", IT_MAX_BG);
+    memset(bg, 0, sizeof(*bg));
+    seq++;
+    snprintf(bg->out, sizeof(bg->out), "%s/bg%u.out", t->dir, seq);
+    snprintf(bg->err, sizeof(bg->err), "%s/bg%u.err", t->dir, seq);
+    cgv_strlcpy(bg->what, base ? base + 1 : argv[0], sizeof(bg->what));
+    fflush(stdout);
+    pid = fork();
+    if (pid < 0)
+        it_fail(t, NULL, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        int o = open(bg->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int e = open(bg->err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (in < 0 || o < 0 || e < 0 || dup2(in, 0) < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0)
+            _exit(126);
+        close_range(3, ~0U, 0);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        execvp(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    bg->pid = pid;
+    t->bg_pids[slot] = pid;
+    {
+        char cmd[512];
+        size_t off = 0;
+        cmd[0] = '\0';
+        for (size_t i = 1; argv[i] && off < sizeof(cmd); i++)
+            off += (size_t)snprintf(cmd + off, sizeof(cmd) - off, " %s", argv[i]);
+        it_log(t, "background: %s%s (pid %d)", bg->what, cmd, (int)pid);
+    }
+}
+
+char *it_bg_output(const struct it_bg *bg)
+{
+    return it_read_file(bg->out) ?: cgv_strdup("");
+}
+
+void it_bg_wait_output(struct itest *t, const struct it_bg *bg, const char *needle,
+                       int timeout_ms)
+{
+    int64_t deadline = cgv_mono_ms() + timeout_ms;
+
+    for (;;) {
+        char *o = it_bg_output(bg);
+        bool found = strstr(o, needle) != NULL;
+        free(o);
+        if (found)
+            return;
+        if (cgv_mono_ms() >= deadline) {
+            char *e = it_read_file(bg->err);
+            it_log(t, "%s stderr: %s", bg->what, e ?: "");
+            free(e);
+            it_fail(t, NULL, "%s (pid %d) did not print '%s' within %d ms", bg->what,
+                    (int)bg->pid, needle, timeout_ms);
+        }
+        poll(NULL, 0, 20);
+    }
+}
+
+int it_bg_stop(struct itest *t, struct it_bg *bg, int sig, int timeout_ms, char **out,
+               char **err)
+{
+    int status = 0;
+    pid_t pid = bg->pid;
+
+    if (pid <= 0)
+        it_fail(t, NULL, "%s is not running", bg->what);
+    if (sig)
+        kill(pid, sig);
+    if (!child_wait(pid, timeout_ms, &status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+        bg->pid = 0;
+        bg_forget(t, pid);
+        it_fail(t, NULL, "%s (pid %d) did not end within %d ms", bg->what, (int)pid,
+                timeout_ms);
+    }
+    bg->pid = 0;
+    bg_forget(t, pid);
+    if (out)
+        *out = it_read_file(bg->out) ?: cgv_strdup("");
+    if (err)
+        *err = it_read_file(bg->err) ?: cgv_strdup("");
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* SIGKILL the background commands a failed test left running. */
+static void bg_kill_all(struct itest *t)
+{
+    for (size_t i = 0; i < IT_MAX_BG; i++) {
+        pid_t pid = t->bg_pids[i];
+        int st;
+        if (pid <= 0)
+            continue;
+        it_log(t, "killing background command pid %d left by an earlier test", (int)pid);
+        kill(pid, SIGKILL);
+        waitpid(pid, &st, 0);
+        t->bg_pids[i] = 0;
+    }
+}
+
+void it_note_stopped(struct itest *t, pid_t pid)
+{
+    for (size_t i = 0; i < IT_MAX_STOPPED; i++) {
+        if (t->stopped_pids[i] == 0 || t->stopped_pids[i] == pid) {
+            t->stopped_pids[i] = pid;
+            return;
+        }
+    }
+    it_fail(t, NULL, "more than %d stopped processes to remember", IT_MAX_STOPPED);
+}
+
+/* Field 3 of /proc/PID/stat ('T' stopped, 't' traced), or 0. */
+static char proc_state(pid_t pid)
+{
+    char path[64], *text, *p;
+    char st = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    text = it_read_file(path);
+    if (text && (p = strrchr(text, ')')) && p[1] == ' ')
+        st = p[2];
+    free(text);
+    return st;
+}
+
+void it_release_stopped(struct itest *t)
+{
+    for (size_t i = 0; i < IT_MAX_STOPPED; i++) {
+        pid_t pid = t->stopped_pids[i];
+        if (pid <= 0)
+            continue;
+        t->stopped_pids[i] = 0;
+        if (proc_state(pid) == 'T') {
+            it_log(t, "process %d is still stopped: SIGCONT", (int)pid);
+            kill(pid, SIGCONT);
+        }
+    }
 }
 
 /* ---- libvirt ------------------------------------------------------------------------------ */
@@ -1020,6 +1250,8 @@ int it_group_teardown(void **state)
 
     if (!t)
         return 0;
+    bg_kill_all(t);
+    it_release_stopped(t);
     if (it_cgvd_running(t)) {
         for (size_t i = t->n_services; i-- > 0;) {
             char path[128];
@@ -1077,6 +1309,8 @@ void it_begin(struct itest *t, const char *name)
     t->test_name = name;
     printf("\n");
     it_log(t, "======== %s ========", name);
+    bg_kill_all(t);
+    it_release_stopped(t);
     if (!libvirtd_running(t)) {
         it_log(t, "libvirtd is down (an earlier test?): scripts/libvirt-up.sh");
         libvirt_up(t);

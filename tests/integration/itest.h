@@ -195,9 +195,11 @@ int it_udpping(struct itest *t, const char *addr, int count, int timeout_ms,
 int it_console(struct itest *t, const char *vm, const char *cmd, char **output,
                int timeout_ms);
 
-/* Write one line to the VM's serial console and return at once, without
- * waiting for an answer: for a command after which the shell may never
- * answer (echo c > /proc/sysrq-trigger). */
+/* Write one line to the VM's serial console without waiting for the
+ * command's answer: for a command after which the shell may never answer
+ * (echo c > /proc/sysrq-trigger). Returns once the shell has echoed the
+ * whole line (QEMU drops input it has not fed to the UART yet when the
+ * client disconnects); fails if it does not within 15 s. */
 void it_console_send(struct itest *t, const char *vm, const char *cmd);
 
 /* ---- background commands --------------------------------------------------------------- */

@@ -35,7 +35,10 @@ static const char main_spec[] = "# cgv integration test service\n"
                                 "instances: 2\n"
                                 "vcpus: 1\n"
                                 "memory: 256MiB\n"
-                                "heartbeat_ms: 500\n";
+                                "heartbeat_ms: 500\n"
+                                "processes:\n"
+                                "  - name: nf\n"
+                                "    command: /usr/sbin/cgv-nf\n";
 
 static const char *const main_vms[] = {"itm-0", "itm-1"};
 

@@ -624,6 +624,15 @@ static void test_ha_commands(void **state)
     "\"vm_restarts\":{\"max\":3,\"window_s\":600},\"failovers\":{\"max\":5,\"window_s\":3600},"  \
     "\"restart\":\"fast\"}"
 
+#define CPU_QOS_DEFAULTS_JSON(max_vcpus)                                                   \
+    "\"cpu\":{\"policy\":\"floating\",\"isolate_smt\":false,\"group\":null,\"group_cores\":1,"  \
+    "\"pinned\":[],\"numa\":\"prefer\",\"realtime\":false,\"realtime_priority\":0,"            \
+    "\"max_vcpus\":" #max_vcpus "},"                                                        \
+    "\"qos\":{\"cpu_shares\":0,\"cpu_period_us\":0,\"cpu_quota_us\":0,"                      \
+    "\"memory_hard_limit\":null,\"net\":{\"inbound_kbps\":0,\"outbound_kbps\":0,"            \
+    "\"burst_kb\":0},\"block\":{\"read_bps\":0,\"write_bps\":0,\"read_iops\":0,"            \
+    "\"write_iops\":0}}"
+
 static void test_canonical_json(void **state)
 {
     struct spec_service *s;
@@ -635,7 +644,7 @@ static void test_canonical_json(void **state)
     assert_string_equal(t, "{\"name\":\"demo\",\"instances\":1,\"vcpus\":1,\"memory\":\"256MiB\","
                            "\"image\":\"default\",\"acceleration\":\"auto\",\"heartbeat_ms\":1000,"
                            "\"networks\":[{\"network\":\"default\",\"addresses\":[]}],"
-                           HA_DEFAULTS_JSON "}");
+                           HA_DEFAULTS_JSON "," CPU_QOS_DEFAULTS_JSON(1) "}");
     free(t);
     spec_free(s);
 
@@ -655,7 +664,8 @@ static void test_canonical_json(void **state)
                            "\"processes\":[{\"name\":\"nf\",\"command\":\"/bin/nf\"}],"
                            "\"recovery\":{\"app_restarts\":{\"max\":1,\"window_s\":2},"
                            "\"vm_restarts\":{\"max\":3,\"window_s\":4},"
-                           "\"failovers\":{\"max\":5,\"window_s\":6},\"restart\":\"cold\"}}");
+                           "\"failovers\":{\"max\":5,\"window_s\":6},\"restart\":\"cold\"},"
+                           CPU_QOS_DEFAULTS_JSON(1) "}");
     assert_round_trip(s);
     free(t);
     spec_free(s);
@@ -669,7 +679,8 @@ static void test_canonical_json(void **state)
                            "\"image\":\"alpine\",\"acceleration\":\"tcg\",\"heartbeat_ms\":250,"
                            "\"networks\":[{\"network\":\"front\",\"addresses\":"
                            "[\"10.77.0.10\",\"10.77.0.11\"]},"
-                           "{\"network\":\"back\",\"addresses\":[]}]," HA_DEFAULTS_JSON "}");
+                           "{\"network\":\"back\",\"addresses\":[]}]," HA_DEFAULTS_JSON
+                           "," CPU_QOS_DEFAULTS_JSON(4) "}");
     assert_round_trip(s);
     /* where each thing was written */
     assert_int_equal(s->networks[0].line, 9);
@@ -852,6 +863,603 @@ static void test_equal_ha(void **state)
     spec_free(a2);
     spec_free(plain);
     spec_free(plain2);
+}
+
+/* ------------------------------------------------------------------ */
+/* cpu and qos                                                         */
+
+static void assert_cpu_qos_defaults(const struct spec_service *s, unsigned max_vcpus)
+{
+    assert_int_equal(s->cpu.policy, SPEC_CPU_FLOATING);
+    assert_false(s->cpu.isolate_smt);
+    assert_string_equal(s->cpu.group, "");
+    assert_int_equal(s->cpu.group_cores, 1);
+    assert_int_equal(s->cpu.n_pinned, 0);
+    assert_int_equal(s->cpu.numa, SPEC_NUMA_PREFER);
+    assert_false(s->cpu.realtime);
+    assert_int_equal(s->cpu.realtime_priority, 0);
+    assert_int_equal(s->cpu.max_vcpus, max_vcpus);
+    assert_int_equal(s->qos.cpu_shares, 0);
+    assert_int_equal(s->qos.cpu_period_us, 0);
+    assert_int_equal(s->qos.cpu_quota_us, 0);
+    assert_int_equal(s->qos.memory_hard_limit_mib, 0);
+    assert_int_equal(s->qos.net_inbound_kbps, 0);
+    assert_int_equal(s->qos.net_outbound_kbps, 0);
+    assert_int_equal(s->qos.net_burst_kb, 0);
+    assert_int_equal(s->qos.block_read_bps, 0);
+    assert_int_equal(s->qos.block_write_bps, 0);
+    assert_int_equal(s->qos.block_read_iops, 0);
+    assert_int_equal(s->qos.block_write_iops, 0);
+}
+
+/* Old specs (no cpu, no qos), empty sections and partial ones. */
+static void test_cpu_qos_defaults(void **state)
+{
+    struct spec_service *s, *s2;
+
+    (void)state;
+    s = parse_ok("name: demo\n");
+    assert_cpu_qos_defaults(s, 1);
+    assert_int_equal(s->cpu.policy_pos.line, 0);
+    assert_int_equal(s->cpu.pinned_pos.line, 0);
+    spec_free(s);
+
+    /* max_vcpus follows vcpus; empty sections are the defaults */
+    s = parse_ok("name: a\nvcpus: 6\n");
+    assert_cpu_qos_defaults(s, 6);
+    s2 = parse_ok("name: a\nvcpus: 6\ncpu: {}\nqos: {net: {}, block: {}}\n");
+    assert_cpu_qos_defaults(s2, 6);
+    assert_true(spec_equal(s, s2));
+    spec_free(s2);
+    s2 = parse_ok("name: a\nvcpus: 6\ncpu: {max_vcpus: 6}\n");
+    assert_true(spec_equal(s, s2));
+    spec_free(s2);
+    s2 = parse_ok("name: a\nvcpus: 6\ncpu: {max_vcpus: 7}\n");
+    assert_false(spec_equal(s, s2));
+    assert_int_equal(s2->cpu.max_vcpus, 7);
+    spec_free(s2);
+    spec_free(s);
+
+    /* realtime_priority defaults to 1 with realtime, stays 0 without */
+    s = parse_ok("name: a\ncpu: {policy: dedicated, realtime: true}\n");
+    assert_true(s->cpu.realtime);
+    assert_int_equal(s->cpu.realtime_priority, 1);
+    assert_false(s->cpu.isolate_smt);
+    assert_round_trip(s);
+    spec_free(s);
+    s = parse_ok("name: a\ncpu: {policy: pinned, pinned: [1], realtime: false}\n");
+    assert_false(s->cpu.realtime);
+    assert_int_equal(s->cpu.realtime_priority, 0);
+    spec_free(s);
+
+    /* group_cores defaults to 1 */
+    s = parse_ok("name: a\ncpu: {policy: shared-group, group: g}\n");
+    assert_int_equal(s->cpu.policy, SPEC_CPU_SHARED_GROUP);
+    assert_string_equal(s->cpu.group, "g");
+    assert_int_equal(s->cpu.group_cores, 1);
+    spec_free(s);
+
+    /* a quota alone keeps the default period; a hard limit needs no quota */
+    s = parse_ok("name: a\nqos: {cpu_quota_us: 5000, memory_hard_limit: 1GiB}\n");
+    assert_int_equal(s->qos.cpu_quota_us, 5000);
+    assert_int_equal(s->qos.cpu_period_us, 0);
+    assert_int_equal(s->qos.memory_hard_limit_mib, 1024);
+    assert_int_equal(s->qos.cpu_shares, 0);
+    spec_free(s);
+    s = parse_ok("name: a\nqos: {net: {burst_kb: 3}, block: {write_iops: 4}}\n");
+    assert_int_equal(s->qos.net_burst_kb, 3);
+    assert_int_equal(s->qos.net_inbound_kbps, 0);
+    assert_int_equal(s->qos.block_write_iops, 4);
+    assert_int_equal(s->qos.block_read_iops, 0);
+    spec_free(s);
+
+    assert_string_equal(spec_cpu_policy_name(SPEC_CPU_FLOATING), "floating");
+    assert_string_equal(spec_cpu_policy_name(SPEC_CPU_DEDICATED), "dedicated");
+    assert_string_equal(spec_cpu_policy_name(SPEC_CPU_SHARED_GROUP), "shared-group");
+    assert_string_equal(spec_cpu_policy_name(SPEC_CPU_PINNED), "pinned");
+    assert_string_equal(spec_cpu_policy_name((enum spec_cpu_policy)42), "unknown");
+}
+
+/* What every cpu and qos field holds, and where policy and pinned were
+ * written. */
+static void test_cpu_qos_fields(void **state)
+{
+    struct spec_service *s;
+
+    (void)state;
+    s = parse_ok("name: a\nvcpus: 3\nmemory: 1GiB\ncpu:\n  numa: strict\n  policy: pinned\n"
+                 "  pinned: [7, 3,\n    5]\n  realtime: true\n  realtime_priority: 42\n"
+                 "  max_vcpus: 9\n"
+                 "qos:\n  cpu_shares: 500\n  cpu_period_us: 20000\n  cpu_quota_us: 30000\n"
+                 "  memory_hard_limit: 1536\n"
+                 "  net: {inbound_kbps: 1, outbound_kbps: 2, burst_kb: 3}\n"
+                 "  block: {read_bps: 4, write_bps: 5, read_iops: 6, write_iops: 7}\n");
+    assert_int_equal(s->cpu.policy, SPEC_CPU_PINNED);
+    assert_int_equal(s->cpu.policy_pos.line, 6);
+    assert_int_equal(s->cpu.policy_pos.column, 11);
+    assert_int_equal(s->cpu.n_pinned, 3);
+    assert_int_equal(s->cpu.pinned[0], 7);
+    assert_int_equal(s->cpu.pinned[1], 3);
+    assert_int_equal(s->cpu.pinned[2], 5);
+    assert_int_equal(s->cpu.pinned_pos.line, 7);
+    assert_int_equal(s->cpu.pinned_pos.column, 11);
+    assert_int_equal(s->cpu.numa, SPEC_NUMA_STRICT);
+    assert_true(s->cpu.realtime);
+    assert_int_equal(s->cpu.realtime_priority, 42);
+    assert_int_equal(s->cpu.max_vcpus, 9);
+    assert_string_equal(s->cpu.group, "");
+    assert_int_equal(s->cpu.group_cores, 1);
+    assert_int_equal(s->qos.cpu_shares, 500);
+    assert_int_equal(s->qos.cpu_period_us, 20000);
+    assert_int_equal(s->qos.cpu_quota_us, 30000);
+    assert_int_equal(s->qos.memory_hard_limit_mib, 1536);
+    assert_int_equal(s->qos.net_inbound_kbps, 1);
+    assert_int_equal(s->qos.net_outbound_kbps, 2);
+    assert_int_equal(s->qos.net_burst_kb, 3);
+    assert_int_equal(s->qos.block_read_bps, 4);
+    assert_int_equal(s->qos.block_write_bps, 5);
+    assert_int_equal(s->qos.block_read_iops, 6);
+    assert_int_equal(s->qos.block_write_iops, 7);
+    assert_round_trip(s);
+    spec_free(s);
+
+    s = parse_ok("name: a\ncpu:\n  policy: dedicated\n  isolate_smt: true\n");
+    assert_int_equal(s->cpu.policy, SPEC_CPU_DEDICATED);
+    assert_true(s->cpu.isolate_smt);
+    assert_int_equal(s->cpu.policy_pos.line, 3);
+    assert_int_equal(s->cpu.pinned_pos.line, 0);
+    assert_round_trip(s);
+    spec_free(s);
+
+    s = parse_ok("name: a\ncpu: {policy: shared-group, group: light-2, group_cores: 64}\n");
+    assert_string_equal(s->cpu.group, "light-2");
+    assert_int_equal(s->cpu.group_cores, 64);
+    assert_round_trip(s);
+    spec_free(s);
+}
+
+/* Each policy against each other policy's fields: a field that belongs to
+ * another policy is refused at that field, its neutral value is not. */
+static void test_cpu_policy_matrix(void **state)
+{
+    static const char *const policies[] = { NULL, "floating", "dedicated", "shared-group",
+                                            "pinned" };
+    static const char codes[] = "-FDSP"; /* '-': policy omitted (floating) */
+    static const struct {
+        const char *field; /* one line under cpu: */
+        const char *ok;    /* policy codes it is fine with ('-' follows 'F') */
+    } cases[] = {
+        { "isolate_smt: true", "D" },       { "isolate_smt: false", "FDSP" },
+        { "group: other", "S" },            { "group: null", "FDP" },
+        { "group: ~", "FDP" },              { "group_cores: 1", "FDSP" },
+        { "group_cores: 64", "S" },         { "group_cores: 0", "" },
+        { "group_cores: 65", "" },          { "pinned: [1, 2]", "P" },
+        { "pinned: []", "FDS" },            { "realtime: true", "DP" },
+        { "realtime: false", "FDSP" },      { "realtime_priority: 0", "FDSP" },
+        { "realtime_priority: 1", "" },     { "numa: strict", "FDSP" },
+        { "numa: prefer", "FDSP" },         { "max_vcpus: 1", "FDSP" },
+        { "max_vcpus: 0", "" },
+    };
+
+    (void)state;
+    for (size_t p = 0; p < CGV_ARRAY_LEN(policies); p++) {
+        for (size_t i = 0; i < CGV_ARRAY_LEN(cases); i++) {
+            const char *f = cases[i].field;
+            char code = codes[p] == '-' ? 'F' : codes[p];
+            bool ok = strchr(cases[i].ok, code) != NULL;
+            char *pol = policies[p] ? cgv_asprintf("  policy: %s\n", policies[p])
+                                    : cgv_strdup("");
+            /* what shared-group and pinned need, unless the case writes it */
+            const char *need = code == 'S' && strncmp(f, "group:", 6) != 0 ? "  group: g\n"
+                               : code == 'P' && strncmp(f, "pinned:", 7) != 0 ? "  pinned: [9]\n"
+                                                                               : "";
+            char *t = cgv_asprintf("name: a\ncpu:\n%s%s  %s\n", pol, need, f);
+            char path[64];
+            struct spec_service *s = NULL;
+            struct spec_issues iss;
+            int rc = spec_parse(t, strlen(t), &s, &iss);
+
+            snprintf(path, sizeof(path), "cpu.%.*s", (int)strcspn(f, ":"), f);
+            if ((rc == 0) != ok || (rc != 0 && (iss.n != 1 || strcmp(iss.items[0].path, path)))) {
+                char *fm = spec_issues_format(&iss);
+                print_error("case:\n%s\nrc %d, want %s\n%s\n", t, rc, ok ? "ok" : path,
+                            rc ? fm : "");
+                free(fm);
+                fail();
+            }
+            if (rc == 0) {
+                assert_round_trip(s);
+            } else {
+                /* at the field's value, on the last line */
+                assert_int_equal(iss.items[0].line, policies[p] ? (need[0] ? 5 : 4)
+                                                                : (need[0] ? 4 : 3));
+                assert_int_equal(iss.items[0].column, (int)strcspn(f, ":") + 5);
+                /* a policy mismatch names the policy the field is for */
+                if (strstr(f, "true") && strncmp(f, "realtime", 8) == 0)
+                    assert_contains(iss.items[0].msg, "cores of their own");
+                else if (strncmp(f, "isolate_smt", 11) == 0)
+                    assert_contains(iss.items[0].msg, "only for policy dedicated");
+                else if (strcmp(f, "pinned: [1, 2]") == 0)
+                    assert_contains(iss.items[0].msg, "only for policy pinned");
+                else if (strcmp(f, "group: other") == 0 || strcmp(f, "group_cores: 64") == 0)
+                    assert_contains(iss.items[0].msg, "only for policy shared-group");
+                if (!policies[p] && strstr(iss.items[0].msg, "policy is"))
+                    assert_contains(iss.items[0].msg, "(policy is floating, the default)");
+            }
+            spec_free(s);
+            free(t);
+            free(pol);
+        }
+    }
+}
+
+/* Pinned CPU ids: range, count, duplicates. */
+static void test_cpu_pinned(void **state)
+{
+    struct spec_service *s;
+    struct spec_issues iss;
+    char list[1024], *t, *f;
+    size_t o = 0;
+
+    (void)state;
+    for (int i = 0; i < SPEC_MAX_PINNED; i++)
+        o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%d", i ? ", " : "", 1023 - i);
+    t = cgv_asprintf("name: a\ncpu: {policy: pinned, pinned: [%s]}\n", list);
+    s = parse_ok(t);
+    assert_int_equal(s->cpu.n_pinned, SPEC_MAX_PINNED);
+    assert_int_equal(s->cpu.pinned[0], 1023);
+    assert_int_equal(s->cpu.pinned[SPEC_MAX_PINNED - 1], 1023 - SPEC_MAX_PINNED + 1);
+    assert_round_trip(s);
+    spec_free(s);
+    free(t);
+    /* one more is too many */
+    t = cgv_asprintf("name: a\ncpu: {policy: pinned, pinned: [%s, 0]}\n", list);
+    f = parse_bad(t, strlen(t), &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\n"
+                           "line 2, col 31: cpu.pinned: at most 64 CPU ids are allowed, got 65");
+    free(f);
+    free(t);
+    /* a duplicate names the first one's position; the third copy too */
+    t = "name: a\ncpu:\n  policy: pinned\n  pinned:\n    - 5\n    - 0\n    - 5\n    - 5\n";
+    f = parse_bad(t, strlen(t), &iss);
+    assert_string_equal(f, "invalid spec: 2 problems\n"
+                           "line 7, col 7: cpu.pinned[2]: CPU 5 is listed twice (first at line 5, col 7)\n"
+                           "line 8, col 7: cpu.pinned[3]: CPU 5 is listed twice (first at line 5, col 7)");
+    free(f);
+    t = "name: a\ncpu: {policy: pinned, pinned: [0, 1023, 1024]}\n";
+    f = parse_bad(t, strlen(t), &iss);
+    assert_string_equal(f, "invalid spec: 1 problem\n"
+                           "line 2, col 41: cpu.pinned[2]: must be between 0 and 1023, got 1024");
+    free(f);
+    /* order counts: vCPU i runs on pinned[i % n] */
+    s = parse_ok("name: a\ncpu: {policy: pinned, pinned: [1, 2]}\n");
+    {
+        struct spec_service *r = parse_ok("name: a\ncpu: {policy: pinned, pinned: [2, 1]}\n");
+        assert_false(spec_equal(s, r));
+        spec_free(r);
+    }
+    spec_free(s);
+}
+
+/* max_vcpus against vcpus. */
+static void test_cpu_max_vcpus(void **state)
+{
+    static const struct {
+        int vcpus; /* -1: not given */
+        int max;
+        bool ok;
+    } cases[] = {
+        { -1, 1, true },   { -1, 0, false },  { -1, 64, true },  { -1, 65, false },
+        { 4, 4, true },    { 4, 3, false },   { 4, 64, true },   { 64, 64, true },
+        { 64, 63, false }, { 2, -1, false },  { 1, 2, true },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < CGV_ARRAY_LEN(cases); i++) {
+        char *vc = cases[i].vcpus >= 0 ? cgv_asprintf("vcpus: %d\n", cases[i].vcpus)
+                                       : cgv_strdup("");
+        char *t = cgv_asprintf("name: a\n%scpu:\n  max_vcpus: %d\n", vc, cases[i].max);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+        char want[32];
+
+        if ((rc == 0) != cases[i].ok) {
+            print_error("case:\n%s\nrc %d\n", t, rc);
+            fail();
+        }
+        if (rc == 0) {
+            assert_int_equal(s->cpu.max_vcpus, cases[i].max);
+        } else {
+            assert_int_equal(iss.n, 1);
+            assert_string_equal(iss.items[0].path, "cpu.max_vcpus");
+            snprintf(want, sizeof(want), "vcpus (%d%s)",
+                     cases[i].vcpus >= 0 ? cases[i].vcpus : 1,
+                     cases[i].vcpus >= 0 ? "" : ", the default");
+            assert_contains(iss.items[0].msg, want);
+        }
+        spec_free(s);
+        free(t);
+        free(vc);
+    }
+}
+
+/* Every qos field at and past its bounds. */
+static void test_qos_ranges(void **state)
+{
+    static const struct {
+        const char *qos; /* the text under qos: */
+        bool ok;
+        const char *path; /* of the one issue when not ok */
+    } cases[] = {
+        { "cpu_shares: 0", true, NULL },
+        { "cpu_shares: 1", false, "qos.cpu_shares" },
+        { "cpu_shares: 2", true, NULL },
+        { "cpu_shares: 262144", true, NULL },
+        { "cpu_shares: 262145", false, "qos.cpu_shares" },
+        { "cpu_shares: -2", false, "qos.cpu_shares" },
+        { "cpu_quota_us: 0", true, NULL },
+        { "cpu_quota_us: 999", false, "qos.cpu_quota_us" },
+        { "cpu_quota_us: 1000", true, NULL },
+        { "cpu_quota_us: 1000000000000", true, NULL },
+        { "cpu_quota_us: 1000000000001", false, "qos.cpu_quota_us" },
+        { "cpu_quota_us: 18446744073709551615", false, "qos.cpu_quota_us" },
+        { "cpu_period_us: 0", true, NULL },
+        { "cpu_period_us: 100000", false, "qos.cpu_period_us" },
+        { "{cpu_period_us: 100000, cpu_quota_us: 0}", false, "qos.cpu_period_us" },
+        { "{cpu_period_us: 999, cpu_quota_us: 1000}", false, "qos.cpu_period_us" },
+        { "{cpu_period_us: 1000, cpu_quota_us: 1000}", true, NULL },
+        { "{cpu_period_us: 1000000, cpu_quota_us: 1000}", true, NULL },
+        { "{cpu_period_us: 1000001, cpu_quota_us: 1000}", false, "qos.cpu_period_us" },
+        { "{cpu_period_us: 0, cpu_quota_us: 1000}", true, NULL },
+        { "{cpu_period_us: 5000, cpu_quota_us: 1}", false, "qos.cpu_quota_us" },
+        { "memory_hard_limit: 255", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: 256", true, NULL },
+        { "memory_hard_limit: 256MiB", true, NULL },
+        { "memory_hard_limit: 262144KiB", true, NULL },
+        { "memory_hard_limit: 1TiB", true, NULL },
+        { "memory_hard_limit: 1025GiB", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: 0", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: 0MiB", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: null", true, NULL },
+        { "memory_hard_limit: \"512\"", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: 512mib", false, "qos.memory_hard_limit" },
+        { "memory_hard_limit: true", false, "qos.memory_hard_limit" },
+    };
+    static const struct {
+        const char *section, *field;
+    } rates[] = {
+        { "net", "inbound_kbps" }, { "net", "outbound_kbps" }, { "net", "burst_kb" },
+        { "block", "read_bps" },   { "block", "write_bps" },   { "block", "read_iops" },
+        { "block", "write_iops" },
+    };
+    static const struct {
+        const char *v;
+        bool ok;
+    } rate_values[] = {
+        { "0", true }, { "1", true }, { "100000000000", true }, { "100000000001", false },
+        { "-1", false }, { "1.0", false }, { "\"5\"", false }, { "~", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < CGV_ARRAY_LEN(cases); i++) {
+        const char *q = cases[i].qos;
+        char *t = q[0] == '{' ? cgv_asprintf("name: a\nqos: %s\n", q)
+                              : cgv_asprintf("name: a\nqos:\n  %s\n", q);
+        struct spec_service *s = NULL;
+        struct spec_issues iss;
+        int rc = spec_parse(t, strlen(t), &s, &iss);
+
+        if ((rc == 0) != cases[i].ok ||
+            (rc != 0 && (iss.n != 1 || strcmp(iss.items[0].path, cases[i].path)))) {
+            char *f = spec_issues_format(&iss);
+            print_error("case:\n%s\nrc %d\n%s\n", t, rc, rc ? f : "");
+            free(f);
+            fail();
+        }
+        if (rc == 0)
+            assert_round_trip(s);
+        spec_free(s);
+        free(t);
+    }
+    for (size_t r = 0; r < CGV_ARRAY_LEN(rates); r++) {
+        for (size_t k = 0; k < CGV_ARRAY_LEN(rate_values); k++) {
+            char *t = cgv_asprintf("name: a\nqos:\n  %s: {%s: %s}\n", rates[r].section,
+                                   rates[r].field, rate_values[k].v);
+            char path[64];
+            struct spec_service *s = NULL;
+            struct spec_issues iss;
+            int rc = spec_parse(t, strlen(t), &s, &iss);
+
+            snprintf(path, sizeof(path), "qos.%s.%s", rates[r].section, rates[r].field);
+            if ((rc == 0) != rate_values[k].ok ||
+                (rc != 0 && (iss.n != 1 || strcmp(iss.items[0].path, path)))) {
+                char *f = spec_issues_format(&iss);
+                print_error("case:\n%s\nrc %d (want issue at %s)\n%s\n", t, rc, path,
+                            rc ? f : "");
+                free(f);
+                fail();
+            }
+            if (rc == 0) {
+                unsigned long long want = strtoull(rate_values[k].v, NULL, 10);
+                const uint64_t got[] = { s->qos.net_inbound_kbps, s->qos.net_outbound_kbps,
+                                         s->qos.net_burst_kb,     s->qos.block_read_bps,
+                                         s->qos.block_write_bps,  s->qos.block_read_iops,
+                                         s->qos.block_write_iops };
+                assert_int_equal(got[r], want);
+                assert_round_trip(s);
+            }
+            spec_free(s);
+            free(t);
+        }
+    }
+}
+
+/* spec_equal on every cpu and qos field: each variant differs from the
+ * base in one of them; the same meaning written otherwise is equal. */
+#define CQ_BASE(cpu, qos) "name: a\nvcpus: 2\nmemory: 1GiB\ncpu:\n" cpu "qos:\n" qos
+#define CPU_DEF                                                                            \
+    "  policy: pinned\n  pinned: [4, 5, 6]\n  numa: strict\n  realtime: true\n"               \
+    "  realtime_priority: 20\n  max_vcpus: 4\n"
+/* qos text with every field written */
+#define QOS_F(key, v) "  " #key ": " #v "\n"
+#define QOS(shares, period, quota, hard, in, out, burst, rb, wb, ri, wi)                    \
+    QOS_F(cpu_shares, shares) QOS_F(cpu_period_us, period) QOS_F(cpu_quota_us, quota)      \
+    QOS_F(memory_hard_limit, hard) "  net: {inbound_kbps: " #in ", outbound_kbps: " #out    \
+    ", burst_kb: " #burst "}\n  block: {read_bps: " #rb ", write_bps: " #wb                  \
+    ", read_iops: " #ri ", write_iops: " #wi "}\n"
+#define QOS_DEF QOS(100, 10000, 20000, 2GiB, 1, 2, 3, 4, 5, 6, 7)
+
+static void test_equal_cpu_qos(void **state)
+{
+    const char *variants[] = {
+        CQ_BASE("  policy: dedicated\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 20\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5]\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 20\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 6, 5]\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 20\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5, 7]\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 20\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5, 6]\n  realtime: true\n"
+                "  realtime_priority: 20\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5, 6]\n  numa: strict\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5, 6]\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 21\n  max_vcpus: 4\n", QOS_DEF),
+        CQ_BASE("  policy: pinned\n  pinned: [4, 5, 6]\n  numa: strict\n  realtime: true\n"
+                "  realtime_priority: 20\n", QOS_DEF),
+        CQ_BASE(CPU_DEF, QOS(101, 10000, 20000, 2GiB, 1, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 0, 20000, 2GiB, 1, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20001, 2GiB, 1, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, null, 1, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2049, 1, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 9, 2, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 9, 3, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 2, 9, 4, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 2, 3, 9, 5, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 2, 3, 4, 9, 6, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 2, 3, 4, 5, 9, 7)),
+        CQ_BASE(CPU_DEF, QOS(100, 10000, 20000, 2GiB, 1, 2, 3, 4, 5, 6, 9)),
+        /* the same VM with no cpu or qos at all */
+        "name: a\nvcpus: 2\nmemory: 1GiB\n",
+    };
+    const char *base = CQ_BASE(CPU_DEF, QOS_DEF);
+    struct spec_service *a = parse_ok(base);
+    struct spec_service *a2 = parse_ok(
+        "{\"qos\": {\"block\": {\"write_iops\": 7, \"read_iops\": 6, \"write_bps\": 5, \"read_bps\": 4},\n"
+        "  \"net\": {\"burst_kb\": 3, \"outbound_kbps\": 2, \"inbound_kbps\": 1},\n"
+        "  \"memory_hard_limit\": \"2097152KiB\", \"cpu_quota_us\": 20000, \"cpu_period_us\": 10000,\n"
+        "  \"cpu_shares\": 100},\n"
+        " \"cpu\": {\"max_vcpus\": 4, \"realtime_priority\": 20, \"realtime\": true, \"numa\": \"strict\",\n"
+        "  \"pinned\": [4, 5, 6], \"policy\": \"pinned\", \"group\": null, \"group_cores\": 1,\n"
+        "  \"isolate_smt\": false},\n"
+        " \"memory\": 1024, \"vcpus\": 2, \"name\": \"a\"}");
+    struct spec_service *sg = parse_ok("name: a\ncpu: {policy: shared-group, group: g, "
+                                       "group_cores: 2, isolate_smt: false}\n");
+    struct spec_service *ded = parse_ok("name: a\ncpu: {policy: dedicated, isolate_smt: true}\n");
+    struct spec_service *other;
+    struct spec_service c;
+
+    (void)state;
+    assert_true(spec_equal(a, a2));
+    assert_true(spec_equal(a2, a));
+    for (size_t i = 0; i < CGV_ARRAY_LEN(variants); i++) {
+        struct spec_service *b = parse_ok(variants[i]);
+        if (spec_equal(a, b) || spec_equal(b, a)) {
+            print_error("cpu/qos variant %zu compares equal\n", i);
+            fail();
+        }
+        spec_free(b);
+    }
+    /* the fields the base leaves at their defaults */
+    other = parse_ok("name: a\ncpu: {policy: shared-group, group: h, group_cores: 2}\n");
+    assert_false(spec_equal(sg, other));
+    spec_free(other);
+    other = parse_ok("name: a\ncpu: {policy: shared-group, group: g, group_cores: 3}\n");
+    assert_false(spec_equal(sg, other));
+    spec_free(other);
+    other = parse_ok("name: a\ncpu: {policy: dedicated}\n");
+    assert_false(spec_equal(ded, other));
+    spec_free(other);
+
+    /* positions do not count; every field does */
+    c = *a;
+    c.cpu.policy_pos.line += 2;
+    c.cpu.policy_pos.column += 3;
+    c.cpu.pinned_pos.line += 4;
+    c.cpu.pinned_pos.column += 5;
+    assert_true(spec_equal(a, &c));
+#define DIFFERS(mutation)                                                                  \
+    do {                                                                                   \
+        c = *a;                                                                            \
+        mutation;                                                                          \
+        assert_false(spec_equal(a, &c));                                                   \
+        assert_false(spec_equal(&c, a));                                                   \
+    } while (0)
+    DIFFERS(c.cpu.policy = SPEC_CPU_DEDICATED);
+    DIFFERS(c.cpu.isolate_smt = true);
+    DIFFERS(cgv_strlcpy(c.cpu.group, "g", sizeof(c.cpu.group)));
+    DIFFERS(c.cpu.group_cores = 2);
+    DIFFERS(c.cpu.n_pinned = 2);
+    DIFFERS(c.cpu.pinned[2] = 7);
+    DIFFERS(c.cpu.pinned[0] = 5);
+    DIFFERS(c.cpu.numa = SPEC_NUMA_PREFER);
+    DIFFERS(c.cpu.realtime = false);
+    DIFFERS(c.cpu.realtime_priority = 1);
+    DIFFERS(c.cpu.max_vcpus = 2);
+    DIFFERS(c.qos.cpu_shares = 0);
+    DIFFERS(c.qos.cpu_period_us = 0);
+    DIFFERS(c.qos.cpu_quota_us = 1);
+    DIFFERS(c.qos.memory_hard_limit_mib = 0);
+    DIFFERS(c.qos.net_inbound_kbps = 0);
+    DIFFERS(c.qos.net_outbound_kbps = 0);
+    DIFFERS(c.qos.net_burst_kb = 0);
+    DIFFERS(c.qos.block_read_bps = 0);
+    DIFFERS(c.qos.block_write_bps = 0);
+    DIFFERS(c.qos.block_read_iops = 0);
+    DIFFERS(c.qos.block_write_iops = 0);
+    /* a pinned id past n_pinned is not part of the spec */
+    c = *a;
+    c.cpu.pinned[3] = 99;
+    assert_true(spec_equal(a, &c));
+#undef DIFFERS
+    spec_free(a);
+    spec_free(a2);
+    spec_free(sg);
+    spec_free(ded);
+}
+
+/* The canonical form of a spec using every cpu and qos field. */
+static void test_canonical_cpu_qos(void **state)
+{
+    struct spec_service *s;
+    char *t;
+
+    (void)state;
+    s = parse_ok("name: a\nvcpus: 2\nmemory: 1GiB\ncpu:\n" CPU_DEF "qos:\n" QOS_DEF);
+    t = canonical_text(s, JSON_COMPACT);
+    assert_contains(t, "\"restart\":\"fast\"},"
+                       "\"cpu\":{\"policy\":\"pinned\",\"isolate_smt\":false,\"group\":null,"
+                       "\"group_cores\":1,\"pinned\":[4,5,6],\"numa\":\"strict\","
+                       "\"realtime\":true,\"realtime_priority\":20,\"max_vcpus\":4},"
+                       "\"qos\":{\"cpu_shares\":100,\"cpu_period_us\":10000,"
+                       "\"cpu_quota_us\":20000,\"memory_hard_limit\":\"2048MiB\","
+                       "\"net\":{\"inbound_kbps\":1,\"outbound_kbps\":2,\"burst_kb\":3},"
+                       "\"block\":{\"read_bps\":4,\"write_bps\":5,\"read_iops\":6,"
+                       "\"write_iops\":7}}}");
+    free(t);
+    spec_free(s);
+    s = parse_ok("name: a\ncpu: {policy: shared-group, group: light, group_cores: 3}\n");
+    t = canonical_text(s, JSON_COMPACT);
+    assert_contains(t, "\"cpu\":{\"policy\":\"shared-group\",\"isolate_smt\":false,"
+                       "\"group\":\"light\",\"group_cores\":3,\"pinned\":[],");
+    free(t);
+    spec_free(s);
+    s = parse_ok("name: a\ncpu: {policy: dedicated, isolate_smt: true}\n");
+    t = canonical_text(s, JSON_COMPACT);
+    assert_contains(t, "\"cpu\":{\"policy\":\"dedicated\",\"isolate_smt\":true,\"group\":null,");
+    free(t);
+    spec_free(s);
 }
 
 struct int_case {
@@ -1242,6 +1850,14 @@ int main(void)
         cmocka_unit_test(test_ha_redundancy_matrix),
         cmocka_unit_test(test_ha_commands),
         cmocka_unit_test(test_equal_ha),
+        cmocka_unit_test(test_cpu_qos_defaults),
+        cmocka_unit_test(test_cpu_qos_fields),
+        cmocka_unit_test(test_cpu_policy_matrix),
+        cmocka_unit_test(test_cpu_pinned),
+        cmocka_unit_test(test_cpu_max_vcpus),
+        cmocka_unit_test(test_qos_ranges),
+        cmocka_unit_test(test_equal_cpu_qos),
+        cmocka_unit_test(test_canonical_cpu_qos),
         cmocka_unit_test(test_integers),
         cmocka_unit_test(test_memory),
         cmocka_unit_test(test_addresses),
