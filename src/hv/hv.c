@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <libvirt/libvirt.h>
 #include <libvirt/virterror.h>
+#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -39,6 +40,41 @@ struct hv {
     pthread_t thread;
     atomic_bool stop;
 };
+
+#define PIN_MAP_BYTES 128 /* 1024 CPUs */
+
+/* "0-2,5" into a libvirt CPU map; returns the highest CPU, or -1. */
+static int pin_map_parse(const char *s, unsigned char *map, size_t len)
+{
+    int max = -1;
+
+    while (*s) {
+        char *end;
+        long a = strtol(s, &end, 10), b;
+        if (end == s || a < 0)
+            return -1;
+        b = a;
+        if (*end == '-') {
+            s = end + 1;
+            b = strtol(s, &end, 10);
+            if (end == s || b < a)
+                return -1;
+        }
+        for (long x = a; x <= b; x++) {
+            if ((size_t)(x / 8) >= len)
+                return -1;
+            map[x / 8] |= (unsigned char)(1u << (x % 8));
+            if (x > max)
+                max = (int)x;
+        }
+        s = end;
+        if (*s == ',')
+            s++;
+        else if (*s)
+            return -1;
+    }
+    return max;
+}
 
 static pthread_once_t hv_once = PTHREAD_ONCE_INIT;
 static int hv_once_rc;
@@ -656,6 +692,203 @@ cleanup:
     free(xml);
     virConnectClose(c);
     return ret;
+}
+
+static unsigned mod_flags(bool live, bool config)
+{
+    return (live ? VIR_DOMAIN_AFFECT_LIVE : 0) | (config ? VIR_DOMAIN_AFFECT_CONFIG : 0);
+}
+
+int hv_dom_tune(struct hv *hv, const char *name, const struct hv_tune *t, bool live,
+                bool config, struct cgv_error *err)
+{
+    virConnectPtr c = hv_conn_ref(hv, err);
+    virDomainPtr dom = NULL;
+    unsigned flags = mod_flags(live, config);
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, maxparams = 0, ret = -1;
+
+    if (!c)
+        return -1;
+    dom = virDomainLookupByName(c, name);
+    if (!dom) {
+        hv_fail(err, "look up", name);
+        goto cleanup;
+    }
+    if (t->vcpus && virDomainSetVcpusFlags(dom, t->vcpus, flags) < 0) {
+        hv_fail(err, "set the vCPU count of", name);
+        goto cleanup;
+    }
+    if (t->set_shares &&
+        virTypedParamsAddULLong(&params, &nparams, &maxparams, VIR_DOMAIN_SCHEDULER_CPU_SHARES,
+                                t->shares) < 0)
+        goto param_fail;
+    if (t->set_quota &&
+        (virTypedParamsAddULLong(&params, &nparams, &maxparams,
+                                 VIR_DOMAIN_SCHEDULER_VCPU_PERIOD,
+                                 t->period_us ? t->period_us : 100000) < 0 ||
+         virTypedParamsAddLLong(&params, &nparams, &maxparams, VIR_DOMAIN_SCHEDULER_VCPU_QUOTA,
+                                t->quota_us) < 0))
+        goto param_fail;
+    if (nparams && virDomainSetSchedulerParametersFlags(dom, params, nparams, flags) < 0) {
+        hv_fail(err, "set the CPU shares/quota of", name);
+        goto cleanup;
+    }
+    virTypedParamsFree(params, nparams);
+    params = NULL;
+    nparams = maxparams = 0;
+    if (t->set_hard_limit) {
+        unsigned long long kib = t->hard_limit_mib ? t->hard_limit_mib * 1024ULL
+                                                   : VIR_DOMAIN_MEMORY_PARAM_UNLIMITED;
+        if (virTypedParamsAddULLong(&params, &nparams, &maxparams,
+                                    VIR_DOMAIN_MEMORY_HARD_LIMIT, kib) < 0)
+            goto param_fail;
+        if (virDomainSetMemoryParameters(dom, params, nparams, flags) < 0) {
+            hv_fail(err, "set the memory hard limit of", name);
+            goto cleanup;
+        }
+        virTypedParamsFree(params, nparams);
+        params = NULL;
+        nparams = maxparams = 0;
+    }
+    if (t->set_bandwidth) {
+        char *xml = virDomainGetXMLDesc(dom, 0);
+        char macs[HV_MAX_NICS][18];
+        size_t nm = xml ? hv_xml_macs(xml, macs, HV_MAX_NICS) : 0;
+        free(xml);
+        for (size_t k = 0; k < nm; k++) {
+            if (virTypedParamsAddUInt(&params, &nparams, &maxparams,
+                                      VIR_DOMAIN_BANDWIDTH_IN_AVERAGE,
+                                      (unsigned)t->net_in_kbps) < 0 ||
+                virTypedParamsAddUInt(&params, &nparams, &maxparams,
+                                      VIR_DOMAIN_BANDWIDTH_OUT_AVERAGE,
+                                      (unsigned)t->net_out_kbps) < 0 ||
+                virTypedParamsAddUInt(&params, &nparams, &maxparams,
+                                      VIR_DOMAIN_BANDWIDTH_IN_BURST,
+                                      (unsigned)t->net_burst_kb) < 0 ||
+                virTypedParamsAddUInt(&params, &nparams, &maxparams,
+                                      VIR_DOMAIN_BANDWIDTH_OUT_BURST,
+                                      (unsigned)t->net_burst_kb) < 0)
+                goto param_fail;
+            if (virDomainSetInterfaceParameters(dom, macs[k], params, nparams, flags) < 0) {
+                hv_fail(err, "set the network bandwidth of", name);
+                goto cleanup;
+            }
+            virTypedParamsFree(params, nparams);
+            params = NULL;
+            nparams = maxparams = 0;
+        }
+    }
+    ret = 0;
+    goto cleanup;
+
+param_fail:
+    hv_fail(err, "prepare the parameters for", name);
+
+cleanup:
+    virTypedParamsFree(params, nparams);
+    if (dom)
+        virDomainFree(dom);
+    virConnectClose(c);
+    return ret;
+}
+
+int hv_dom_pin(struct hv *hv, const char *name, int vcpu, const char *cpuset, bool live,
+               bool config, struct cgv_error *err)
+{
+    virConnectPtr c = hv_conn_ref(hv, err);
+    virDomainPtr dom = NULL;
+    unsigned char map[PIN_MAP_BYTES] = {0};
+    int ret = -1, maxcpu;
+
+    if (!c)
+        return -1;
+    maxcpu = pin_map_parse(cpuset, map, sizeof(map));
+    if (maxcpu < 0) {
+        cgv_err(err, CGV_E_INVALID, "bad CPU set '%s'", cpuset);
+        goto cleanup;
+    }
+    dom = virDomainLookupByName(c, name);
+    if (!dom) {
+        hv_fail(err, "look up", name);
+        goto cleanup;
+    }
+    if ((vcpu < 0 ? virDomainPinEmulator(dom, map, sizeof(map), mod_flags(live, config))
+                  : virDomainPinVcpuFlags(dom, (unsigned)vcpu, map, sizeof(map),
+                                          mod_flags(live, config))) < 0) {
+        hv_fail(err, vcpu < 0 ? "pin the emulator threads of" : "pin a vCPU of", name);
+        goto cleanup;
+    }
+    ret = 0;
+
+cleanup:
+    if (dom)
+        virDomainFree(dom);
+    virConnectClose(c);
+    return ret;
+}
+
+char *hv_capabilities(struct hv *hv, struct cgv_error *err)
+{
+    virConnectPtr c = hv_conn_ref(hv, err);
+    char *caps;
+
+    if (!c)
+        return NULL;
+    caps = virConnectGetCapabilities(c);
+    if (!caps)
+        hv_fail(err, "read the capabilities of", hv->uri);
+    virConnectClose(c);
+    return caps;
+}
+
+int hv_vcpu_affinity(int qemu_pid, char ***out, size_t *n, struct cgv_error *err)
+{
+    char path[128], *comm = NULL, *status = NULL;
+    DIR *d;
+    struct dirent *de;
+    char **list = NULL;
+    size_t cnt = 0;
+
+    *out = NULL;
+    *n = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", qemu_pid);
+    d = opendir(path);
+    if (!d)
+        return cgv_err(err, CGV_E_NOTFOUND, "QEMU pid %d: %s", qemu_pid, strerror(errno));
+    /* QEMU names vCPU threads "CPU <n>/TCG" or "CPU <n>/KVM". */
+    list = cgv_malloc0(sizeof(char *) * 256);
+    while ((de = readdir(d))) {
+        unsigned idx;
+        char *line;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/comm", qemu_pid, de->d_name);
+        if (cgv_read_file(path, 256, &comm, NULL, NULL) < 0)
+            continue;
+        if (sscanf(comm, "CPU %u/", &idx) != 1 || idx >= 256) {
+            free(comm);
+            continue;
+        }
+        free(comm);
+        snprintf(path, sizeof(path), "/proc/%d/task/%s/status", qemu_pid, de->d_name);
+        if (cgv_read_file(path, 65536, &status, NULL, NULL) < 0)
+            continue;
+        line = strstr(status, "Cpus_allowed_list:");
+        if (line) {
+            char val[256] = "";
+            sscanf(line, "Cpus_allowed_list: %255s", val);
+            free(list[idx]);
+            list[idx] = cgv_strdup(val);
+            if (idx + 1 > cnt)
+                cnt = idx + 1;
+        }
+        free(status);
+    }
+    closedir(d);
+    *out = list;
+    *n = cnt;
+    return 0;
 }
 
 int hv_dom_define(struct hv *hv, const char *xml, struct cgv_error *err)

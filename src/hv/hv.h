@@ -134,6 +134,33 @@ struct hv_dom_stats {
 int hv_dom_stats_all(struct hv *hv, const char *prefix, struct hv_dom_stats **out,
                      size_t *n, struct cgv_error *err) CGV_WUR;
 
+/* Live (and persistent) tuning of a domain. live: apply to the running
+ * domain too; config: to its persistent definition too. A change libvirt
+ * cannot make live fails with CGV_E_CONFLICT and libvirt's reason. */
+struct hv_tune {
+    unsigned vcpus;              /* 0 = leave */
+    bool set_shares;
+    unsigned shares;
+    bool set_quota;
+    unsigned period_us;
+    int64_t quota_us;            /* -1 = no quota */
+    bool set_hard_limit;
+    uint64_t hard_limit_mib;     /* 0 = unlimited */
+    bool set_bandwidth;
+    uint64_t net_in_kbps, net_out_kbps, net_burst_kb;
+};
+int hv_dom_tune(struct hv *hv, const char *name, const struct hv_tune *t, bool live,
+                bool config, struct cgv_error *err) CGV_WUR;
+/* Pin vCPU vcpu (or the emulator, vcpu -1) to cpuset ("2-3,6"). */
+int hv_dom_pin(struct hv *hv, const char *name, int vcpu, const char *cpuset, bool live,
+               bool config, struct cgv_error *err) CGV_WUR;
+/* libvirt's capabilities XML (caller frees). */
+char *hv_capabilities(struct hv *hv, struct cgv_error *err);
+/* The CPU affinity list of every vCPU thread of a running domain, as the
+ * kernel has it ("2", "0-1", ...), read from /proc/PID/task: what pinning
+ * really did. out[i] caller-freed strings, *n of them. */
+int hv_vcpu_affinity(int qemu_pid, char ***out, size_t *n, struct cgv_error *err) CGV_WUR;
+
 /* QEMU pid of a running domain from libvirt's pid file (no RPC, safe on
  * the loop thread), 0 when not known. */
 int hv_dom_pid(struct hv *hv, const char *name);

@@ -287,6 +287,37 @@ int hv_xml_snapshot(const char *path, char **out, struct cgv_error *err)
     return 0;
 }
 
+size_t hv_xml_macs(const char *xml, char macs[][18], size_t max)
+{
+    xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL,
+                                  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    xmlNodePtr root, devs = NULL;
+    size_t n = 0;
+
+    if (!doc)
+        return 0;
+    root = xmlDocGetRootElement(doc);
+    for (xmlNodePtr c = root ? root->children : NULL; c; c = c->next) {
+        if (c->type == XML_ELEMENT_NODE && !strcmp((const char *)c->name, "devices"))
+            devs = c;
+    }
+    for (xmlNodePtr c = devs ? devs->children : NULL; c && n < max; c = c->next) {
+        if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "interface"))
+            continue;
+        for (xmlNodePtr m = c->children; m; m = m->next) {
+            xmlChar *a;
+            if (m->type != XML_ELEMENT_NODE || strcmp((const char *)m->name, "mac"))
+                continue;
+            a = xmlGetProp(m, BAD_CAST "address");
+            if (a && cgv_strlcpy(macs[n], (const char *)a, 18) == 0)
+                n++;
+            xmlFree(a);
+        }
+    }
+    xmlFreeDoc(doc);
+    return n;
+}
+
 static int copy_child_text(xmlNodePtr parent, const char *name, char *dst, size_t cap)
 {
     for (xmlNodePtr c = parent->children; c; c = c->next) {

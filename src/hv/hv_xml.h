@@ -63,6 +63,9 @@ int hv_xml_build(const struct hv_domain_def *d, char **out, struct cgv_error *er
  * disks (cgv's domains have none). *out is caller-freed. */
 int hv_xml_snapshot(const char *path, char **out, struct cgv_error *err) CGV_WUR;
 
+/* The MAC addresses of a domain XML's interfaces, in order (at most max). */
+size_t hv_xml_macs(const char *xml, char macs[][18], size_t max);
+
 /* cgv's metadata as read back from a domain. */
 struct hv_meta {
     char owner[64];
