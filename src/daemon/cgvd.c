@@ -45,6 +45,7 @@ struct cgvd_opts {
     const char *log_file;
     const char *pidfile;
     const char *log_level;
+    const char *housekeeping;
     unsigned stop_timeout_ms;
     unsigned workers;
     bool daemon;
@@ -69,6 +70,8 @@ static void usage(FILE *f)
             "  --gateway CIDR        the host's address on it (default 10.77.0.1/24)\n"
             "  --pool FIRST-LAST     VM address pool (default 10.77.0.100-10.77.0.199)\n"
             "  --stop-timeout-ms N   graceful stop/reboot before forcing (default 30000)\n"
+            "  --housekeeping-cpus L CPUs for cgvd, libvirt and VMs' emulator threads\n"
+            "                        (default: the first core and its SMT siblings)\n"
             "  --workers N           threads for libvirt calls (default 4)\n"
             "  --log-level L         debug|info|warn|error (default info)\n"
             "  --log-file PATH       log here instead of stderr\n"
@@ -83,7 +86,7 @@ static int parse_opts(int argc, char **argv, struct cgvd_opts *o)
     enum {
         O_SOCKET = 256, O_STATE, O_RUN, O_LOGDIR, O_IMAGE, O_URI, O_PIDDIR, O_PREFIX, O_NET,
         O_BRIDGE, O_GW, O_POOL, O_STOPTO, O_WORKERS, O_LEVEL, O_LOGFILE, O_DAEMON,
-        O_PIDFILE, O_VERSION,
+        O_PIDFILE, O_VERSION, O_HK,
     };
     static const struct option longopts[] = {
         {"socket", required_argument, NULL, O_SOCKET},
@@ -105,6 +108,7 @@ static int parse_opts(int argc, char **argv, struct cgvd_opts *o)
         {"daemon", no_argument, NULL, O_DAEMON},
         {"pidfile", required_argument, NULL, O_PIDFILE},
         {"version", no_argument, NULL, O_VERSION},
+        {"housekeeping-cpus", required_argument, NULL, O_HK},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -147,6 +151,7 @@ static int parse_opts(int argc, char **argv, struct cgvd_opts *o)
         case O_LOGFILE: o->log_file = optarg; break;
         case O_DAEMON: o->daemon = true; break;
         case O_PIDFILE: o->pidfile = optarg; break;
+        case O_HK: o->housekeeping = optarg; break;
         case O_STOPTO:
         case O_WORKERS:
             errno = 0;
@@ -182,6 +187,37 @@ static int parse_opts(int argc, char **argv, struct cgvd_opts *o)
         }
     }
     return 0;
+}
+
+/* Real-time vCPUs must never starve the rest of the host: the kernel's RT
+ * throttling keeps 5% of every period for other tasks. A host where it is
+ * off (-1) gets it back on, and says so. */
+static void check_rt_throttling(void)
+{
+    const char *path = "/proc/sys/kernel/sched_rt_runtime_us";
+    char *text = NULL;
+
+    if (cgv_read_file(path, 64, &text, NULL, NULL) < 0)
+        return;
+    if (atol(text) < 0) {
+        struct cgv_error err = {0};
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, "950000", 6) != 6)
+            cgv_err(&err, CGV_E_IO, "%s", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        if (err.code)
+            log_warn("RT throttling is off and cannot be turned on (%s): real-time vCPUs "
+                     "could starve the host",
+                     err.msg);
+        else
+            log_warn("RT throttling was off: set %s to 950000 so real-time vCPUs leave "
+                     "5%% of each second to the rest",
+                     path);
+    } else {
+        log_info("RT throttling: %ld us of each RT period for real-time tasks", atol(text));
+    }
+    free(text);
 }
 
 /* One cgvd per state directory: an flock held for the process lifetime. */
@@ -326,6 +362,8 @@ int main(int argc, char **argv)
     cfg.image_dir = o.image_dir;
     cfg.domain_prefix = o.prefix;
     cfg.stop_timeout_ms = o.stop_timeout_ms;
+    cfg.housekeeping = o.housekeeping;
+    check_rt_throttling();
     hv_accel_probe_host("/sys", "/dev/kvm", &cfg.probe);
     if (hv_accel_decide(HV_ACCEL_REQ_AUTO, &cfg.probe, &accel, why, sizeof(why), NULL) == 0)
         log_info("acceleration for 'auto': %s", why);

@@ -165,6 +165,8 @@ void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm)
             vmm_ha_unwatch(vm);
             if (vm->ack_timer)
                 loop_timer_cancel(m->loop, vm->ack_timer);
+            vmm_place_release(m, vm);
+            vmm_place_strings_free(vm);
             if (!m->stopping) {
                 char golden[VMM_PATH_MAX];
                 snprintf(golden, sizeof(golden), "%s/golden/%s.mem", m->state_dir, vm->name);
@@ -213,6 +215,30 @@ int vmm_vm_persist(struct vmm *m, struct vmm_vm *vm, struct cgv_error *err)
     return rc;
 }
 
+/* ---- effective sizes ---------------------------------------------------------- */
+
+unsigned vmm_vm_vcpus(const struct vmm_vm *vm)
+{
+    return vm->ovr.vcpus ? vm->ovr.vcpus : vm->svc->spec->vcpus;
+}
+
+unsigned vmm_vm_max_vcpus(const struct vmm_vm *vm)
+{
+    unsigned max = vm->svc->spec->cpu.max_vcpus, cur = vmm_vm_vcpus(vm);
+
+    return max > cur ? max : cur;
+}
+
+uint64_t vmm_vm_memory_mib(const struct vmm_vm *vm)
+{
+    return vm->ovr.memory_mib ? vm->ovr.memory_mib : vm->svc->spec->memory_mib;
+}
+
+const struct spec_qos *vmm_vm_qos(const struct vmm_vm *vm)
+{
+    return vm->ovr.has_qos ? &vm->ovr.qos : &vm->svc->spec->qos;
+}
+
 /* ---- domain XML ------------------------------------------------------------ */
 
 int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_error *err)
@@ -233,8 +259,13 @@ int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_er
         snprintf(kernel, sizeof(kernel), "%s/%s/vmlinuz", m->image_dir, spec->image);
     snprintf(initrd, sizeof(initrd), "%s/%s/initrd.img", m->image_dir, spec->image);
     net_fmt_ip(m->cfg.net.gateway, gw);
+    /* loglevel=0 (after quiet): a panic does not print its backtrace to a
+     * slow serial console first, so pvpanic reports it in tens of ms;
+     * oops=panic: an oops is a panic too (the guest is not to be trusted
+     * after one). */
     off = (size_t)snprintf(cmdline, sizeof(cmdline),
-                           "console=ttyS0 quiet panic=-1 cgv.name=%s", vm->name);
+                           "console=ttyS0 quiet loglevel=0 oops=panic panic=-1 cgv.name=%s",
+                           vm->name);
     for (size_t i = 0; i < vm->n_addrs && off < sizeof(cmdline); i++)
         off += (size_t)snprintf(cmdline + off, sizeof(cmdline) - off, " cgv.net%zu=%s", i,
                                 vm->addrs[i]);
@@ -247,8 +278,22 @@ int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_er
     d.service = vm->svc->name;
     d.vm = vm->name;
     d.generation = vm->svc->generation;
-    d.vcpus = spec->vcpus;
-    d.memory_mib = spec->memory_mib;
+    d.vcpus = vmm_vm_vcpus(vm);
+    d.max_vcpus = vmm_vm_max_vcpus(vm);
+    d.memory_mib = vmm_vm_memory_mib(vm);
+    {
+        const struct spec_qos *q = vmm_vm_qos(vm);
+        d.cpu_shares = q->cpu_shares;
+        d.cpu_period_us = q->cpu_period_us;
+        d.cpu_quota_us = q->cpu_quota_us;
+        d.mem_hard_limit_mib = q->memory_hard_limit_mib;
+        /* spec: kilobits per second; libvirt: kilobytes per second */
+        d.net_in_kbps = q->net_inbound_kbps ? (q->net_inbound_kbps + 7) / 8 : 0;
+        d.net_out_kbps = q->net_outbound_kbps ? (q->net_outbound_kbps + 7) / 8 : 0;
+        d.net_burst_kb = q->net_burst_kb;
+    }
+    d.rt_priority = spec->cpu.realtime ? (spec->cpu.realtime_priority ? spec->cpu.realtime_priority : 1) : 0;
+    vmm_place_fill_def(m, vm, &d);
     d.kvm = accel == HV_ACCEL_KVM;
     d.kernel = kernel;
     d.initrd = initrd;
@@ -383,6 +428,8 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
                        new_boot ? "" : ", same boot");
         if (first)
             vmm_ha_hello(vm);
+        else if (new_boot)
+            vmm_ha_connected(vm); /* the agent restarted: resend CONFIG and role */
         break;
     }
     case PROTO_HEARTBEAT:
@@ -919,6 +966,7 @@ void vmm_free(struct vmm *m)
         vmm_vm_remove(m, m->vms);
     while (m->services)
         vmm_service_remove(m, m->services);
+    vmm_place_free(m);
     free(m->state_dir);
     free(m->run_dir);
     free(m->log_dir);
@@ -940,10 +988,14 @@ int vmm_start(struct vmm *m, struct cgv_error *err)
         m->connected = true;
         evlog_emit(m->ev, "info", "libvirt.connected", NULL, NULL, "connected to %s",
                    hv_uri(m->hv));
-        vmm_sync(m);
-    } else {
-        start_connect(m);
     }
+    /* Placement before adoption: the domains' pins come back exactly. */
+    vmm_place_init(m);
+    vmm_place_adopt_all(m);
+    if (m->connected)
+        vmm_sync(m);
+    else
+        start_connect(m);
     return 0;
 }
 
@@ -1011,6 +1063,7 @@ static json_t *vm_json(struct vmm *m, struct vmm_vm *vm)
     json_object_set_new(o, "agent", agent);
     json_object_set_new(o, "ha", vmm_ha_vm_json(vm));
     json_object_set_new(o, "kpi", vmm_kpi_vm_json(vm));
+    json_object_set_new(o, "cpu", vmm_place_vm_json(vm));
     return o;
 }
 
@@ -1060,6 +1113,7 @@ json_t *vmm_health_json(struct vmm *m)
     json_object_set_new(o, "vms", json_integer((json_int_t)nv));
     json_object_set_new(o, "jobs_pending", json_integer(jobs_pending(m->jobs)));
     json_object_set_new(o, "host_kpi", vmm_kpi_host_json(m));
+    json_object_set_new(o, "placement", vmm_place_host_json(m));
     return o;
 }
 

@@ -35,6 +35,8 @@ struct vmm_config {
     struct hv_accel_probe probe;
     unsigned stop_timeout_ms;  /* default graceful stop/reboot timeout */
     unsigned agent_miss_limit; /* heartbeats missed before the agent is "down" */
+    const char *housekeeping;  /* CPU list for cgvd, libvirt and emulator threads;
+                                  NULL/"" = the first core */
 };
 
 struct vmm;

@@ -50,6 +50,11 @@ struct apply_item {
     /* for rolling back a changed existing VM */
     size_t old_n_addrs;
     char old_addrs[SPEC_MAX_NETWORKS][24];
+    struct place_result *old_alloc; /* owned: its placement before this apply */
+    bool replaced;                  /* placed anew by this apply */
+    char *pins[PLACE_MAX_VCPUS];    /* owned: new pins to apply live */
+    char *emu_pin;
+    unsigned live_vcpus;
 };
 
 enum apply_phase { PH_CREATE, PH_ROLLBACK, PH_CHANGE, PH_DELETE };
@@ -94,6 +99,20 @@ static void item_work(void *arg)
         it->rc = hv_dom_define(it->hv, it->xml, e);
         it->have_info = hv_dom_info(it->hv, it->domain, &it->info, NULL) == 0;
         it->info_us = cgv_mono_us();
+        if (it->rc == 0 && it->have_info &&
+            (it->info.state == HV_ST_RUNNING || it->info.state == HV_ST_PAUSED)) {
+            /* New placement: pin the running QEMU now, not at the next boot. */
+            for (unsigned k = 0; k < it->live_vcpus && it->pins[k]; k++) {
+                if (hv_dom_pin(it->hv, it->domain, (int)k, it->pins[k], true, false,
+                               &ignore) < 0) {
+                    log_warn("%s: live pin of vCPU %u: %s", it->domain, k, ignore.msg);
+                    cgv_err_clear(&ignore);
+                }
+            }
+            if (it->emu_pin && hv_dom_pin(it->hv, it->domain, -1, it->emu_pin, true, false,
+                                          &ignore) < 0)
+                log_warn("%s: live pin of the emulator: %s", it->domain, ignore.msg);
+        }
     } else {
         /* AI_REMOVE, or a created VM rolled back: destroy, undefine, clean up
          * — only a domain that is ours: same name *and* our UUID. A create
@@ -194,8 +213,13 @@ static bool pick_change(const struct apply_item *it) { return it->kind != AI_CRE
 
 static void ctx_free(struct apply_ctx *c)
 {
-    for (size_t i = 0; i < c->n_items; i++)
+    for (size_t i = 0; i < c->n_items; i++) {
         free(c->items[i].xml);
+        free(c->items[i].old_alloc);
+        free(c->items[i].emu_pin);
+        for (unsigned k = 0; k < PLACE_MAX_VCPUS; k++)
+            free(c->items[i].pins[k]);
+    }
     free(c->items);
     spec_free(c->old_spec);
     json_decref(c->warnings);
@@ -240,6 +264,30 @@ static void finish_apply_ok(struct apply_ctx *c)
     json_object_set_new(body, "warnings", json_incref(c->warnings));
     c->reply(c->rctx, body, NULL, NULL);
     ctx_free(c);
+}
+
+/* Give changed existing VMs their old placement back. */
+static void restore_placements(struct vmm *m, struct apply_ctx *c)
+{
+    for (size_t i = 0; i < c->n_items; i++) {
+        struct apply_item *it = &c->items[i];
+        if (it->kind != AI_REDEFINE || !it->replaced || !it->vm)
+            continue;
+        vmm_place_release(m, it->vm);
+        if (it->old_alloc && m->place) {
+            struct place_request req;
+            struct cgv_error err = {0};
+            vmm_place_request(it->vm, &req);
+            if (place_adopt(m->place, &req, it->old_alloc, &err) == 0) {
+                it->vm->alloc = *it->old_alloc;
+                it->vm->placed = true;
+                vmm_place_persist(m, it->vm);
+            } else {
+                log_error("%s: restoring its placement: %s", it->vm->name, err.msg);
+            }
+        }
+        it->replaced = false;
+    }
 }
 
 /* After the rollback jobs: put the store and the model back as they were. */
@@ -348,6 +396,7 @@ static void finish_rollback(struct apply_ctx *c)
         c->svc->generation = c->old_generation;
         c->svc->updated_ms = c->old_updated_ms;
         vmm_ha_service_init(m, c->svc);
+        restore_placements(m, c);
     }
     if (c->svc)
         c->svc->busy = NULL;
@@ -853,6 +902,31 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         if (!template_changed && addrs_equal(vm, it->old_n_addrs, it->old_addrs))
             continue; /* the slot is reused by the next VM */
         it->kind = AI_REDEFINE;
+        if (template_changed && m->place) {
+            /* Place it again for the new template; the old placement comes
+             * back if anything in this apply fails. */
+            if (vm->placed) {
+                it->old_alloc = cgv_malloc0(sizeof(*it->old_alloc));
+                *it->old_alloc = vm->alloc;
+            }
+            vmm_place_release(m, vm);
+            it->replaced = true;
+            n_items++; /* so store_failed restores it */
+            if (vmm_place_alloc(m, vm, &err) < 0)
+                goto store_failed;
+            n_items--;
+            for (unsigned k = 0; k < vm->alloc.vcpus && k < PLACE_MAX_VCPUS; k++) {
+                char buf[4096];
+                place_cpuset_format(&vm->alloc.vcpu[k], buf, sizeof(buf));
+                it->pins[k] = cgv_strdup(buf);
+            }
+            {
+                char buf[4096];
+                place_cpuset_format(&vm->alloc.emulator, buf, sizeof(buf));
+                it->emu_pin = cgv_strdup(buf);
+            }
+            it->live_vcpus = vmm_vm_vcpus(vm);
+        }
         item_prepare(m, it);
         if (vmm_vm_build_xml(m, vm, &it->xml, &err) < 0)
             goto store_failed;
@@ -878,6 +952,9 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         /* Address claims refer to the VM's row: store it first. */
         if (vmm_vm_persist(m, vm, &err) < 0 || plan_addrs(m, svc->spec, vm, false, &err) < 0 ||
             vmm_vm_persist(m, vm, &err) < 0)
+            goto store_failed;
+        /* Admission: its cores and memory, or nothing changes. */
+        if (vmm_place_alloc(m, vm, &err) < 0)
             goto store_failed;
         item_prepare(m, it);
         if (vmm_vm_build_xml(m, vm, &it->xml, &err) < 0)
@@ -917,6 +994,8 @@ store_failed:
         svc->updated_ms = c->old_updated_ms;
         if (svc->spec)
             vmm_ha_service_init(m, svc);
+        c->n_items = n_items;
+        restore_placements(m, c);
     }
     cgv_err_prefix(&err, "applying %s: nothing changed", c->created ? "a new service" : svc->name);
     vmm_reply_error(reply, rctx, &err);

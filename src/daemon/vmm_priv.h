@@ -6,6 +6,7 @@
 
 #include "agentch.h"
 #include "ha.h"
+#include "place.h"
 #include "vmm.h"
 
 #define VMM_VM_NAME_MAX 48
@@ -99,6 +100,21 @@ struct vmm_vm {
     int64_t role_sent_us;      /* when the last ROLE_SET went out */
     struct loop_timer *ack_timer;
     struct vmm_kpi kpi;
+
+    /* CPU placement */
+    bool placed;
+    struct place_result alloc;
+    char *pin_strs[PLACE_MAX_VCPUS]; /* for the domain XML (vmm_place_fill_def) */
+    char *emu_str, *nodes_str;
+    /* operator overrides (cgv vm set), on top of the service's spec */
+    struct {
+        unsigned vcpus;              /* 0 = spec */
+        uint64_t memory_mib;         /* 0 = spec */
+        size_t n_pins;               /* pinned by hand: the VM becomes "pinned" */
+        unsigned pins[PLACE_MAX_VCPUS];
+        bool has_qos;
+        struct spec_qos qos;         /* replaces the spec's when has_qos */
+    } ovr;
     /* an operator operation that arrived during a background snapshot and
      * runs when it ends */
     struct {
@@ -134,6 +150,9 @@ struct vmm {
     int64_t started_mono_ms;
     char host[64];
     struct loop_timer *kpi_timer;
+    struct place_host *place;   /* NULL: placement off (topology unknown) */
+    struct place_topology *topo;
+    uint64_t pool_gen;
     bool kpi_pending;
     struct vmm_host_kpi host_kpi;
 };
@@ -189,6 +208,24 @@ json_t *vmm_ha_vm_json(struct vmm_vm *vm);
 json_t *vmm_ha_service_json(struct vmm *m, struct vmm_service *svc);
 /* Persist dirty HA state (called from the monitor). */
 void vmm_ha_flush(struct vmm *m);
+
+/* vmm_place.c */
+void vmm_place_init(struct vmm *m);
+void vmm_place_free(struct vmm *m);
+int vmm_place_alloc(struct vmm *m, struct vmm_vm *vm, struct cgv_error *err) CGV_WUR;
+void vmm_place_release(struct vmm *m, struct vmm_vm *vm);
+void vmm_place_adopt_all(struct vmm *m);
+void vmm_place_request(const struct vmm_vm *vm, struct place_request *r);
+void vmm_place_persist(struct vmm *m, struct vmm_vm *vm);
+void vmm_place_fill_def(struct vmm *m, struct vmm_vm *vm, struct hv_domain_def *d);
+void vmm_place_strings_free(struct vmm_vm *vm);
+json_t *vmm_place_vm_json(struct vmm_vm *vm);
+json_t *vmm_place_host_json(struct vmm *m);
+/* Effective sizes of a VM: its overrides, else its spec. */
+unsigned vmm_vm_vcpus(const struct vmm_vm *vm);
+unsigned vmm_vm_max_vcpus(const struct vmm_vm *vm);
+uint64_t vmm_vm_memory_mib(const struct vmm_vm *vm);
+const struct spec_qos *vmm_vm_qos(const struct vmm_vm *vm);
 
 /* vmm_kpi.c */
 void vmm_kpi_start(struct vmm *m);

@@ -12,7 +12,9 @@
  * (WDIOC_SETTIMEOUT); it is petted on every heartbeat tick, and at least
  * every timeout/2 when heartbeats are slower. 0 disarms it (magic 'V', close).
  * guest_ha_toggle_pet() (SIGUSR2) stops the petting without disarming — the
- * watchdog then fires — and a second call resumes it.
+ * watchdog then fires, libvirt's event about watchdog_s after the last pet —
+ * and a second call resumes it, re-arming the device (QEMU's i6300esb turns
+ * itself off once it has fired).
  *
  * Processes: `/bin/sh -c COMMAND` (a plain command is exec'd directly, see
  * guest_super_split) in a session of its own (setsid, so the whole group is
@@ -23,7 +25,7 @@
  *
  * Role: ROLE_SET → (rtnetlink) delete the VIPs no longer wanted, add the new
  * ones to vip_dev with the label "<dev>:cgv", send a gratuitous ARP for each
- * (then twice more, GUEST_HA_GARP_* apart), tell the clients of role_sock, run
+ * (and again 5 and 20 ms later, from the loop), tell the clients of role_sock, run
  * role_hook (if it is an executable file) as `role-hook ROLE ASSIGNMENT
  * GENERATION` with CGV_VIPS in its environment and a GUEST_HA_HOOK_TIMEOUT_US
  * limit, then ROLE_ACK. The ack is FAILED, with a short detail, if an address

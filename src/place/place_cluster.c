@@ -141,6 +141,31 @@ static void take_bounds(const struct place_cluster *c, const struct place_reques
     }
 }
 
+/* Cheap refusals before planning: what most full hosts fail on. */
+static bool surely_refused(const struct place_host *h, const struct place_request *req)
+{
+    if (!h->memory_unknown) {
+        uint64_t total = 0;
+        for (unsigned n = 0; n < h->n_nodes; n++)
+            total += h->free_mem[n];
+        if (total < req->memory_mib)
+            return true;
+    }
+    switch (req->policy) {
+    case PLACE_FLOATING:
+        return h->pool_total == 0;
+    case PLACE_PINNED:
+        for (size_t i = 0; i < req->n_pinned; i++) {
+            unsigned cpu = req->pinned[i];
+            if (cpu >= h->n_cpu_ids || (h->role[cpu] != PR_FREE && h->role[cpu] != PR_GROUP))
+                return true;
+        }
+        return false;
+    default:
+        return false;
+    }
+}
+
 int place_cluster_alloc(struct place_cluster *c, const struct place_request *req,
                         const int *avoid, size_t n_avoid, struct place_result *out,
                         struct cgv_error *err)
@@ -177,7 +202,8 @@ int place_cluster_alloc(struct place_cluster *c, const struct place_request *req
                     continue;
                 if (best >= 0 && f >= best_left + kmax && i > best)
                     goto next_bucket; /* cannot beat best, nor tie with a lower index */
-                if (place_plan(c->hosts[i].h, req, &p, NULL) < 0)
+                if (surely_refused(c->hosts[i].h, req) ||
+                    place_plan_fit(c->hosts[i].h, req, &p, NULL) < 0)
                     continue;
                 if (p.cores_left < best_left || (p.cores_left == best_left && i < best)) {
                     best = i;
@@ -222,6 +248,9 @@ next_bucket:;
                        c->n - n_avoided == 1 ? "s" : "", n_avoided, c->hosts[near].name,
                        why.msg);
     }
+    if (place_find_vm(c->hosts[best].h, req->vm) >= 0)
+        return cgv_err(err, CGV_E_CONFLICT, "%s already holds an allocation on %s", req->vm,
+                       c->hosts[best].name);
     place_commit(c->hosts[best].h, req, &best_plan, out);
     refile(c, (size_t)best);
     return best;

@@ -312,11 +312,17 @@ static void describe_cpu(const struct place_host *h, unsigned cpu, char *buf, si
     }
 }
 
-/* Why core k is not free: the first of its CPUs that is not. */
-static void describe_core(const struct place_host *h, unsigned k, char *buf, size_t cap)
+/* Why core k is not free: cpu if it is not, else the first of its CPUs
+ * that is not. */
+static void describe_core(const struct place_host *h, unsigned k, unsigned cpu0, char *buf,
+                          size_t cap)
 {
     const struct place_core *c = &h->cores[k];
 
+    if (h->role[cpu0] != PR_FREE) {
+        describe_cpu(h, cpu0, buf, cap);
+        return;
+    }
     for (unsigned t = 0; t < c->n; t++) {
         unsigned cpu = h->core_cpus[c->first + t];
         if (h->role[cpu] != PR_FREE || h->pins[cpu]) {
@@ -392,13 +398,15 @@ int place_validate_request(const struct place_request *req, struct cgv_error *er
                            "%s: realtime needs policy dedicated or pinned, not %s", vm, pol);
         if (req->policy == PLACE_PINNED && req->n_pinned < req->vcpus)
             return cgv_err(err, CGV_E_INVALID,
-                           "%s: realtime pinned needs one CPU per vCPU: %u vCPUs, %zu CPUs", vm,
-                           req->vcpus, req->n_pinned);
+                           "%s: realtime pinned needs one CPU per vCPU: %u vCPUs, %zu %s", vm,
+                           req->vcpus, req->n_pinned, req->n_pinned == 1 ? "CPU" : "CPUs");
     }
     return 0;
 }
 
 /* ---- planning ------------------------------------------------------------ */
+
+static unsigned usable_cores(const struct place_host *h, unsigned node);
 
 /* Nodes of mask, best first: most free cores, then most free memory, then
  * lowest number (by_cores), or most free memory then lowest number. */
@@ -414,8 +422,8 @@ static unsigned node_order(const struct place_host *h, uint32_t mask, bool by_co
         for (i = n; i > 0; i--) {
             unsigned o = order[i - 1];
             bool better;
-            if (by_cores && h->free_cores[node] != h->free_cores[o])
-                better = h->free_cores[node] > h->free_cores[o];
+            if (by_cores && usable_cores(h, node) != usable_cores(h, o))
+                better = usable_cores(h, node) > usable_cores(h, o);
             else
                 better = mem_free(h, node) > mem_free(h, o);
             if (!better)
@@ -558,6 +566,11 @@ static unsigned take_cores(const struct place_host *h, unsigned node, unsigned s
     return slots;
 }
 
+static unsigned usable_cores(const struct place_host *h, unsigned node)
+{
+    return h->free_cores[node] - kept_cores(h, node);
+}
+
 /* vCPU slots node can give (less what it keeps). */
 static unsigned node_slots(const struct place_host *h, unsigned node, bool per_core)
 {
@@ -607,9 +620,8 @@ static int pool_guard(const struct place_host *h, const struct place_request *re
     if (h->n_floating == 0 || taken < h->pool_total)
         return 0;
     return cgv_err(err, CGV_E_CONFLICT,
-                   "%s would take the last %u CPU%s of the shared pool, where %u floating "
-                   "%s run", req->vm, taken, taken == 1 ? "" : "s", h->n_floating,
-                   plural(h->n_floating, "VM", "VMs"));
+                   "%s would leave the shared pool empty, and %u floating %s there", req->vm,
+                   h->n_floating, plural(h->n_floating, "VM runs", "VMs run"));
 }
 
 /* Realtime pinned CPUs leave the pool: neither the pool nor the pool of a
@@ -656,8 +668,8 @@ static int plan_whole_cores(const struct place_host *h, const struct place_reque
         total += node_slots(h, node, per_core);
         if (node_slots(h, node, per_core) < slots || mem_free(h, node) < req->memory_mib)
             continue;
-        if (best < 0 || h->free_cores[node] > h->free_cores[best] ||
-            (h->free_cores[node] == h->free_cores[best] &&
+        if (best < 0 || usable_cores(h, node) > usable_cores(h, (unsigned)best) ||
+            (usable_cores(h, node) == usable_cores(h, (unsigned)best) &&
              mem_free(h, node) > mem_free(h, (unsigned)best)))
             best = (int)node;
     }
@@ -686,9 +698,14 @@ static int plan_whole_cores(const struct place_host *h, const struct place_reque
                     continue;
                 sb_add(&b, ", node %u has ", node);
                 if (cpu_short && mem_short) {
+                    unsigned have = !per_core && !h->uniform
+                                        ? node_slots(h, node, per_core)
+                                        : h->free_cores[node] - kept_cores(h, node);
                     free_text(h, node, per_core, &b);
                     sb_add(&b, " %s and %" PRIu64 " MiB free",
-                           !per_core && !h->uniform ? "threads" : "cores", h->free_mem[node]);
+                           !per_core && !h->uniform ? plural(have, "thread", "threads")
+                                                    : plural(have, "core", "cores"),
+                           h->free_mem[node]);
                 } else if (cpu_short) {
                     free_text(h, node, per_core, &b);
                     sb_add(&b, " free");
@@ -750,8 +767,8 @@ static int plan_floating(const struct place_host *h, const struct place_request 
         pool_nodes |= 1u << node;
         if (mem_free(h, node) < req->memory_mib)
             continue;
-        if (best < 0 || h->free_cores[node] > h->free_cores[best] ||
-            (h->free_cores[node] == h->free_cores[best] &&
+        if (best < 0 || usable_cores(h, node) > usable_cores(h, (unsigned)best) ||
+            (usable_cores(h, node) == usable_cores(h, (unsigned)best) &&
              mem_free(h, node) > mem_free(h, (unsigned)best)))
             best = (int)node;
     }
@@ -906,6 +923,15 @@ static void dedicated_vcpus(const struct place_host *h, const struct place_reque
 int place_plan(const struct place_host *h, const struct place_request *req,
                struct place_plan *p, struct cgv_error *err)
 {
+    if (place_find_vm(h, req->vm) >= 0)
+        return cgv_err(err, CGV_E_CONFLICT, "%s already holds an allocation on this host",
+                       req->vm);
+    return place_plan_fit(h, req, p, err);
+}
+
+int place_plan_fit(const struct place_host *h, const struct place_request *req,
+                   struct place_plan *p, struct cgv_error *err)
+{
     int rc = -1;
 
     p->group = -1;
@@ -914,9 +940,6 @@ int place_plan(const struct place_host *h, const struct place_request *req,
     p->n_held = 0;
     p->cpu_nodes = 0;
     p->mem_nodes = 0;
-    if (place_find_vm(h, req->vm) >= 0)
-        return cgv_err(err, CGV_E_CONFLICT, "%s already holds an allocation on this host",
-                       req->vm);
     switch (req->policy) {
     case PLACE_DEDICATED:
         rc = plan_whole_cores(h, req, req->vcpus, req->isolate_smt, p, err);
@@ -1242,7 +1265,7 @@ static int adopt_cores(const struct place_host *h, const struct place_request *r
         if (have)
             continue;
         if (!core_unheld(h, k, pins_ok)) {
-            describe_core(h, k, what, sizeof(what));
+            describe_core(h, k, cpu, what, sizeof(what));
             return cgv_err(err, CGV_E_CONFLICT, "%s runs on CPU %u, but %s", req->vm, cpu,
                            what);
         }
@@ -1301,8 +1324,8 @@ static int adopt_plan(const struct place_host *h, const struct place_request *re
         return cgv_err(err, CGV_E_CONFLICT, "%s already holds an allocation on this host",
                        req->vm);
     if (res->vcpus != req->vcpus)
-        return cgv_err(err, CGV_E_INVALID, "%s: the running VM has %u vCPUs, the request %u",
-                       req->vm, res->vcpus, req->vcpus);
+        return cgv_err(err, CGV_E_INVALID, "%s: the running VM has %u %s, the request %u",
+                       req->vm, res->vcpus, plural(res->vcpus, "vCPU", "vCPUs"), req->vcpus);
     place_cpuset_clear(&all);
     for (unsigned v = 0; v < res->vcpus; v++)
         for (unsigned w = 0; w < PLACE_WORDS; w++)

@@ -119,9 +119,12 @@ struct place_plan {
 
 uint32_t place_hash(const char *s);
 int place_validate_request(const struct place_request *req, struct cgv_error *err);
-/* Plan req on h without changing it; err may be NULL (no text is made). */
+/* Plan req on h without changing it; err may be NULL (no text is made).
+ * place_plan_fit leaves out the check that req->vm holds nothing there. */
 int place_plan(const struct place_host *h, const struct place_request *req,
                struct place_plan *p, struct cgv_error *err);
+int place_plan_fit(const struct place_host *h, const struct place_request *req,
+                   struct place_plan *p, struct cgv_error *err);
 /* Carry out a plan made by place_plan (or the adoption code) just now. */
 void place_commit(struct place_host *h, const struct place_request *req,
                   const struct place_plan *p, struct place_result *out);

@@ -830,9 +830,19 @@ static void failover_test(struct itest *t, enum fault f, const char *name)
     ping_wait_reply(t, &p, off, b, PING_WAIT_MS);
 
     /* the failed VM: fenced, restarted, healthy, standby again */
-    hw_wait(&w, ev_id(det), "recover.fenced", a, NULL, RECOVER_MS);
+    ev = hw_wait(&w, ev_id(det), "recover.fenced", a, NULL, RECOVER_MS);
+    if (f == F_HANG || f == F_WATCHDOG || f == F_APP) {
+        /* Its QEMU may still run (and hold the virtual IP): the standby is
+         * promoted only once it is fenced. */
+        it_check(t, ev_id(ev) < ev_id(role), b,
+                 "%s was promoted (event #%lld) before %s was fenced (event #%lld) after a %s",
+                 b, (long long)ev_id(role), a, (long long)ev_id(ev), fault_names[f]);
+    }
     ev = hw_wait(&w, ev_id(det), "recover.restarted", a, NULL, RECOVER_MS);
     it_log(t, "FIGURE: %s: %s restarted: %s", fault_names[f], a, it_jstr(ev, "message"));
+    it_check(t, starts_with(it_jstr(ev, "message"), "fast"), a,
+             "%s had its snapshot (fast_restart_ready) but was not restarted fast: %s", a,
+             it_jstr(ev, "message"));
     healthy = hw_wait(&w, ev_id(ev), "recover.healthy", a, NULL, RECOVER_MS);
     sb = hw_wait(&w, ev_id(healthy) - 1, "ha.role", a, "^standby", EVENT_MS);
     hw_wait(&w, ev_id(sb), "ha.role_acked", a, "^standby", EVENT_MS);

@@ -792,9 +792,9 @@ static void print_topo(FILE *out, const char *name, const struct place_topology 
     }
     max_threads = place_host_uniform_tpc(h);
     place_host_free_info(h, &f);
-    fprintf(out, "%s: %u CPUs, %u cores, %u sockets, %u nodes, threads per core %u%s\n",
-            name, t->n_cpus, cores, sockets, t->n_nodes, max_threads,
-            t->memory_unknown ? ", memory unknown" : "");
+    fprintf(out, "%s: %u CPUs, %u cores, %u sockets, %u nodes, threads per core %u%s%s\n",
+            name, t->n_cpus, cores, sockets, t->n_nodes, max_threads ? max_threads : h->tpc,
+            max_threads ? "" : " at most (mixed)", t->memory_unknown ? ", memory unknown" : "");
     for (unsigned n = 0; n < t->n_nodes; n++) {
         struct place_cpuset s;
         place_cpuset_clear(&s);
