@@ -37,12 +37,16 @@ for s in json.load(sys.stdin)["services"]:
     log "cgv-udpping -c 3 $vm   (the sample network function inside the VM)"
     cgv-udpping -c 3 "$vm"
 done
+log "cgv-udpping -c 3 10.77.0.50   (the virtual IP: the active VM answers)"
+cgv-udpping -c 3 10.77.0.50
 
 cat <<'EOT'
 
 demo: done. Things to try next:
   cgv events                 what happened, with timestamps
   cgv vm pause demo-0        pause / resume / save / restore / reboot / stop / start / destroy
+  cgv top                    live CPU, memory, network, agent round trip, HA role per VM
+  kill -9 <QEMU pid of the active>   and watch 'cgv events': the standby takes over
   cgv console demo-0         the VM's serial console (Ctrl-] leaves)
   cgv delete demo            remove the service and its VMs
 cgvd logs to /var/log/cgv/cgvd.log.

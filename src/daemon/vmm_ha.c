@@ -35,6 +35,7 @@
 #define HA_ACK_TIMEOUT_MS 3000
 
 static void exec_plan(struct vmm *m, struct vmm_service *svc, const struct ha_plan *p);
+static void check_drains(struct vmm *m, struct vmm_service *svc);
 
 /* ---- helpers ------------------------------------------------------------------ */
 
@@ -666,7 +667,13 @@ void vmm_ha_role_ack(struct vmm_vm *vm, const struct proto_role_ack *ack)
                        ha_role_name(inst_of(vm)->role), ms, ack->generation);
     }
     svc->ha_dirty = true;
+    {
+        struct ha_plan p = {0};
+        ha_after_ack(svc->ha, vm->index, now_wall(), &p);
+        exec_plan(m, svc, &p);
+    }
     account(m, svc, "role acknowledged");
+    check_drains(m, svc);
 }
 
 void vmm_ha_app_event(struct vmm_vm *vm, const struct proto_app_event *ev)
@@ -694,6 +701,64 @@ void vmm_ha_app_event(struct vmm_vm *vm, const struct proto_app_event *ev)
     default:
         break;
     }
+}
+
+/* ---- planned switchover ------------------------------------------------------------------ */
+
+#define HA_DRAIN_TIMEOUT_MS 3000
+
+static void drain_fire(struct vmm_vm *vm)
+{
+    void (*cb)(struct vmm_vm *, void *) = vm->drain_cb;
+
+    if (!cb)
+        return;
+    if (vm->drain_timer)
+        loop_timer_cancel(vm->m->loop, vm->drain_timer);
+    vm->drain_timer = NULL;
+    vm->drain_cb = NULL;
+    cb(vm, vm->drain_ctx);
+}
+
+static void on_drain_timeout(struct loop *l, void *opaque)
+{
+    struct vmm_vm *vm = opaque;
+
+    (void)l;
+    vm->drain_timer = NULL;
+    evlog_emit(vm->m->ev, "warn", "ha.switchover", vm->svc->name, vm->name,
+               "switchover not acknowledged within %d ms; going ahead", HA_DRAIN_TIMEOUT_MS);
+    drain_fire(vm);
+}
+
+static void check_drains(struct vmm *m, struct vmm_service *svc)
+{
+    for (struct vmm_vm *v = m->vms; v; v = v->next) {
+        if (v->svc == svc && v->drain_cb && managed(v) && ha_drained(svc->ha, v->index)) {
+            evlog_emit(m->ev, "info", "ha.switchover", svc->name, v->name,
+                       "assignment handed over in %" PRId64 " ms",
+                       (cgv_mono_us() - v->role_sent_us) / 1000);
+            drain_fire(v);
+        }
+    }
+}
+
+bool vmm_ha_drain(struct vmm_vm *vm, void (*cb)(struct vmm_vm *vm, void *ctx), void *ctx)
+{
+    struct ha_plan p = {0};
+
+    if (!managed(vm) || vm->drain_cb)
+        return false;
+    if (!ha_drain(vm->svc->ha, vm->index, now_wall(), &p))
+        return false;
+    vm->drain_cb = cb;
+    vm->drain_ctx = ctx;
+    vm->drain_timer = loop_timer_add(vm->m->loop, HA_DRAIN_TIMEOUT_MS, on_drain_timeout, vm);
+    evlog_emit(vm->m->ev, "info", "ha.switchover", vm->svc->name, vm->name,
+               "handing its assignment to the standby first");
+    exec_plan(vm->m, vm->svc, &p);
+    account(vm->m, vm->svc, "planned switchover");
+    return true;
 }
 
 /* ---- operator actions and apply -------------------------------------------------------- */

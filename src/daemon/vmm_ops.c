@@ -409,6 +409,24 @@ static bool send_agent_shutdown(struct vmm_vm *vm, enum proto_shutdown_action ac
     return agentch_send(vm->ch, &msg) == 0;
 }
 
+struct deferred_op {
+    char op[16];
+    unsigned timeout_ms;
+    vmm_reply_fn reply;
+    void *ctx;
+};
+
+/* The switchover is done (or timed out): now the operation itself. The VM
+ * is a standby now, so it is not drained again. */
+static void after_drain(struct vmm_vm *vm, void *arg)
+{
+    struct deferred_op *d = arg;
+
+    vm->busy = NULL;
+    vmm_vm_op(vm->m, vm->name, d->op, d->timeout_ms, d->reply, d->ctx);
+    free(d);
+}
+
 static const char *const op_names[] = {"start", "stop",   "destroy", "pause",
                                        "resume", "reboot", "save",    "restore"};
 
@@ -462,6 +480,21 @@ void vmm_vm_op(struct vmm *m, const char *name, const char *opname, unsigned tim
     }
     active = vm->state == HV_ST_RUNNING || vm->state == HV_ST_PAUSED ||
              vm->state == HV_ST_SHUTDOWN;
+    if (active && vm->state == HV_ST_RUNNING &&
+        (!strcmp(opn, "stop") || !strcmp(opn, "destroy") || !strcmp(opn, "pause") ||
+         !strcmp(opn, "save") || !strcmp(opn, "reboot"))) {
+        /* Fail over to the standby first (planned switchover), then act. */
+        struct deferred_op *d = cgv_malloc0(sizeof(*d));
+        cgv_strlcpy(d->op, opn, sizeof(d->op));
+        d->timeout_ms = timeout_ms;
+        d->reply = reply;
+        d->ctx = ctx;
+        if (vmm_ha_drain(vm, after_drain, d)) {
+            vm->busy = "switchover";
+            return;
+        }
+        free(d);
+    }
     op = op_new(m, vm, opn, timeout_ms, reply, ctx);
 
     if (strcmp(opn, "start") == 0) {

@@ -101,6 +101,11 @@ struct vmm_vm {
     struct loop_timer *ack_timer;
     struct vmm_kpi kpi;
 
+    /* planned switchover before an operator action */
+    void (*drain_cb)(struct vmm_vm *vm, void *ctx);
+    void *drain_ctx;
+    struct loop_timer *drain_timer;
+
     /* CPU placement */
     bool placed;
     struct place_result alloc;
@@ -199,6 +204,10 @@ void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
 void vmm_ha_watchdog(struct vmm_vm *vm);
 /* After adoption: the VM should run but does not. */
 void vmm_ha_found_dead(struct vmm_vm *vm, const char *why);
+/* Before an operator action on vm: hand its assignment to a standby (demote
+ * it, promote the standby, wait for the ack). Returns true if that started:
+ * cb(vm, ctx) runs when it is done (or after a timeout). */
+bool vmm_ha_drain(struct vmm_vm *vm, void (*cb)(struct vmm_vm *vm, void *ctx), void *ctx);
 /* Operator actions on a VM (after the operation succeeded). */
 void vmm_ha_operator_started(struct vmm_vm *vm);
 void vmm_ha_operator_stopped(struct vmm_vm *vm);

@@ -111,14 +111,20 @@ static void fill_assignments(struct ha_svc *s, struct ha_plan *p)
 {
     /* failovers.max 0: never fail over; an assignment waits for its own
      * instance to come back (ha_healthy gives it the unheld assignment). */
-    if (!has_standbys(s) || s->failovers.max == 0)
+    bool draining = false;
+
+    for (unsigned i = 0; i < s->n_inst; i++)
+        draining = draining || s->inst[i].draining;
+    /* A planned switchover moves the assignment even then. */
+    if (!has_standbys(s) || (s->failovers.max == 0 && !draining))
         return;
     for (unsigned a = 0; a < s->n_assign; a++) {
         if (ha_actives_for(s, (int)a) > 0)
             continue;
         for (unsigned i = 0; i < s->n_inst; i++) {
             struct ha_inst *in = &s->inst[i];
-            if (in->state == HA_I_HEALTHY && in->role == HA_ROLE_STANDBY && !in->dead) {
+            if (in->state == HA_I_HEALTHY && in->role == HA_ROLE_STANDBY && !in->dead &&
+                !in->draining) {
                 send_role(s, p, (int)i, HA_ROLE_ACTIVE, (int)a);
                 plan_why(p, "standby takes over the assignment");
                 break;
@@ -148,6 +154,7 @@ void ha_svc_init(struct ha_svc *s, enum ha_model model, unsigned n_inst, unsigne
     s->created_ms = now_ms;
     for (unsigned i = 0; i < n_inst; i++) {
         s->inst[i].assignment = -1;
+        s->inst[i].drain_from = -1;
         s->inst[i].dead = true;
     }
 }
@@ -159,6 +166,8 @@ void ha_started(struct ha_svc *s, int i, int64_t now_ms)
     (void)now_ms;
     in->state = HA_I_STARTING;
     in->dead = false;
+    in->draining = false;
+    in->drain_from = -1;
     /* A (re)started guest holds no role until it is told one. */
     in->role = HA_ROLE_NONE;
     in->assignment = -1;
@@ -304,6 +313,51 @@ void ha_restart_failed(struct ha_svc *s, int i, int64_t now, struct ha_plan *p)
     after_gone(s, i, now, false, NULL, p);
 }
 
+bool ha_drain(struct ha_svc *s, int i, int64_t now, struct ha_plan *p)
+{
+    struct ha_inst *in = &s->inst[i];
+    bool standby = false;
+
+    (void)now;
+    p->n = 0;
+    if (!has_standbys(s) || in->state != HA_I_HEALTHY || in->role != HA_ROLE_ACTIVE ||
+        in->dead)
+        return false;
+    for (unsigned k = 0; k < s->n_inst; k++) {
+        const struct ha_inst *o = &s->inst[k];
+        standby = standby || ((int)k != i && o->state == HA_I_HEALTHY &&
+                              o->role == HA_ROLE_STANDBY && !o->dead && !o->draining);
+    }
+    if (!standby)
+        return false;
+    in->draining = true;
+    in->drain_from = in->assignment;
+    send_role(s, p, i, HA_ROLE_STANDBY, -1);
+    plan_why(p, "planned switchover: hand the assignment over");
+    return true;
+}
+
+void ha_after_ack(struct ha_svc *s, int i, int64_t now, struct ha_plan *p)
+{
+    const struct ha_inst *in = &s->inst[i];
+
+    (void)now;
+    p->n = 0;
+    if (in->draining && in->role == HA_ROLE_STANDBY && in->role_acked)
+        fill_assignments(s, p);
+}
+
+bool ha_drained(const struct ha_svc *s, int i)
+{
+    const struct ha_inst *in = &s->inst[i];
+    int h;
+
+    if (!in->draining || in->drain_from < 0)
+        return true;
+    h = ha_holder(s, in->drain_from);
+    return h >= 0 && h != i && s->inst[h].role_acked;
+}
+
 void ha_operator_stop(struct ha_svc *s, int i, int64_t now, struct ha_plan *p)
 {
     struct ha_inst *in = &s->inst[i];
@@ -312,6 +366,8 @@ void ha_operator_stop(struct ha_svc *s, int i, int64_t now, struct ha_plan *p)
     p->n = 0;
     in->state = HA_I_STOPPED;
     in->dead = true;
+    in->draining = false;
+    in->drain_from = -1;
     in->role = HA_ROLE_NONE;
     in->assignment = -1;
     in->role_acked = false;

@@ -88,6 +88,9 @@ struct ha_inst {
     uint64_t role_gen;      /* generation of the role last sent */
     bool role_acked;        /* the guest acknowledged role_gen */
     bool dead;              /* its QEMU is known not to run (safe to replace) */
+    bool draining;          /* handing its assignment over before an operator
+                               action; never given one while draining */
+    int drain_from;         /* the assignment it hands over, -1 if none */
     struct ha_window restarts, failovers;
 };
 
@@ -162,6 +165,20 @@ bool ha_acked(struct ha_svc *s, int i, uint64_t gen, int64_t now_ms);
 
 /* A restart of instance i failed (libvirt refused): counts as a fault. */
 void ha_restart_failed(struct ha_svc *s, int i, int64_t now_ms, struct ha_plan *plan);
+
+/* Planned switchover before an operator action on instance i (stop,
+ * pause, reconfigure...): if i is an active with a healthy standby, demote
+ * i first (ROLE standby: it drops its virtual IP) and, once it acknowledged
+ * (ha_after_ack), promote the standby — the assignment is never held twice.
+ * Returns true if a switchover started (wait for ha_drained), false if
+ * there is nothing to hand over (i is not active, or no standby is there:
+ * the action will cost an outage). */
+bool ha_drain(struct ha_svc *s, int i, int64_t now_ms, struct ha_plan *plan);
+/* After any acknowledgement of instance i: the promotion a drain waits for. */
+void ha_after_ack(struct ha_svc *s, int i, int64_t now_ms, struct ha_plan *plan);
+/* Has the assignment draining instance i gave up an acknowledged active
+ * elsewhere now? */
+bool ha_drained(const struct ha_svc *s, int i);
 
 /* The operator stopped instance i (or destroyed it): it leaves HA
  * management; its assignment moves to a standby if there is one. */

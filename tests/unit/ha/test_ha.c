@@ -149,6 +149,11 @@ static char *replay(const char *path)
             } else if (strcmp(cmd, "ack") == 0) {
                 uint64_t gen = arg[0] ? strtoull(arg, NULL, 10) : s.inst[i].role_gen;
                 fprintf(out, "  acked=%s\n", ha_acked(&s, i, gen, now) ? "yes" : "no");
+                ha_after_ack(&s, i, now, &p);
+            } else if (strcmp(cmd, "drain") == 0) {
+                fprintf(out, "  switchover=%s\n", ha_drain(&s, i, now, &p) ? "yes" : "no");
+            } else if (strcmp(cmd, "drained?") == 0) {
+                fprintf(out, "  drained=%s\n", ha_drained(&s, i) ? "yes" : "no");
             } else if (strcmp(cmd, "restart_failed") == 0) {
                 ha_restart_failed(&s, i, now, &p);
             } else if (strcmp(cmd, "stop") == 0) {
@@ -221,7 +226,7 @@ static void storm(enum ha_model model, unsigned n, unsigned standbys, unsigned s
         ha_started(&s, (int)i, 0);
     for (int step = 0; step < 20000; step++) {
         int i = rand() % (int)n;
-        int what = rand() % 7;
+        int what = rand() % 8;
         now += rand() % 500;
         p.n = 0;
         switch (what) {
@@ -248,6 +253,11 @@ static void storm(enum ha_model model, unsigned n, unsigned standbys, unsigned s
             break;
         case 4:
             ha_acked(&s, i, s.inst[i].role_gen - (uint64_t)(rand() % 2), now);
+            ha_after_ack(&s, i, now, &p);
+            break;
+        case 6:
+            if (rand() % 5 == 0)
+                ha_drain(&s, i, now, &p);
             break;
         case 5:
             if (rand() % 50 == 0)
