@@ -539,6 +539,12 @@ static void route(struct api_req *r)
             handle_console_log(r, seg[2]);
             return;
         }
+        if (n == 4 && strcmp(seg[3], "set") == 0) {
+            if (!is(r, "POST"))
+                return bad_method(r, "POST");
+            vmm_vm_set(srv->vmm, seg[2], r->body, r->body_len, on_vmm_reply, r);
+            return;
+        }
         if (n == 4) {
             bool bad;
             unsigned timeout_ms;

@@ -170,7 +170,10 @@ void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm)
             vmm_place_release(m, vm);
             vmm_place_strings_free(vm);
             if (!m->stopping) {
-                char golden[VMM_PATH_MAX];
+                char golden[VMM_PATH_MAX], key[96];
+                snprintf(key, sizeof(key), "vm.override.%s", vm->name);
+                if (store_meta_set(m->st, key, NULL, NULL) < 0)
+                    log_warn("could not remove %s", key);
                 snprintf(golden, sizeof(golden), "%s/golden/%s.mem", m->state_dir, vm->name);
                 unlink(golden);
             }
@@ -282,6 +285,7 @@ int vmm_vm_build_xml(struct vmm *m, struct vmm_vm *vm, char **xml, struct cgv_er
     d.generation = vm->svc->generation;
     d.vcpus = vmm_vm_vcpus(vm);
     d.max_vcpus = vmm_vm_max_vcpus(vm);
+    vm->defined_max_vcpus = d.max_vcpus;
     d.memory_mib = vmm_vm_memory_mib(vm);
     {
         const struct spec_qos *q = vmm_vm_qos(vm);
@@ -662,10 +666,12 @@ static void sync_done(void *arg)
         vmm_vm_set_state(vm, d->state, d->reason, j->at_us);
         if (d->pid)
             vm->pid = d->pid;
-        if (adoption && (d->state == HV_ST_RUNNING || d->state == HV_ST_PAUSED))
+        if (adoption && (d->state == HV_ST_RUNNING || d->state == HV_ST_PAUSED)) {
             evlog_emit(m->ev, "info", "vm.adopted", vm->svc->name, vm->name,
                        "adopted %s domain %s (QEMU pid %d) without touching it",
                        hv_state_name(d->state), d->name, vm->pid);
+            vmm_place_check_pins(m, vm);
+        }
         else if (strcmp(vm->desired, "running") == 0 &&
                  (d->state == HV_ST_SHUTOFF || d->state == HV_ST_CRASHED))
             vmm_ha_found_dead(vm, adoption ? "found stopped when cgvd started"
@@ -906,6 +912,8 @@ static int load_store(struct vmm *m, struct cgv_error *err)
     }
     for (struct vmm_service *s = m->services; s; s = s->next)
         vmm_ha_load(m, s);
+    for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
+        vmm_set_load(m, vm);
     log_info("loaded %zu services and %zu VMs from the store", ns, nv);
     ret = 0;
 

@@ -67,6 +67,12 @@ void vmm_delete_service(struct vmm *m, const char *name, vmm_reply_fn reply, voi
 void vmm_vm_op(struct vmm *m, const char *name, const char *op, unsigned timeout_ms,
                vmm_reply_fn reply, void *ctx);
 
+/* Change a VM's vCPUs, pinning, memory or QoS (cgv vm set): body is a JSON
+ * object {vcpus, memory, cpus, qos, reset}. Live where possible, else by a
+ * controlled restart (with a switchover first for an active). */
+void vmm_vm_set(struct vmm *m, const char *name, const char *body, size_t len,
+                vmm_reply_fn reply, void *ctx);
+
 /* Read-only views (new references; NULL + err when not found). */
 json_t *vmm_health_json(struct vmm *m);
 json_t *vmm_services_json(struct vmm *m);

@@ -917,7 +917,9 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
             n_items--;
             for (unsigned k = 0; k < vm->alloc.vcpus && k < PLACE_MAX_VCPUS; k++) {
                 char buf[4096];
-                place_cpuset_format(&vm->alloc.vcpu[k], buf, sizeof(buf));
+                struct place_cpuset set;
+                vmm_place_vcpu_set(m, vm, k, &set);
+                place_cpuset_format(&set, buf, sizeof(buf));
                 it->pins[k] = cgv_strdup(buf);
             }
             {

@@ -236,6 +236,7 @@ static void op_done_fn(void *arg)
     case W_START:
         set_desired(vm, "running");
         vm->restart_pending = false;
+        vm->fresh_boot = true; /* a cold boot: snapshot it when it is healthy */
         op_persist(op);
         evlog_emit(m->ev, "info", "vm.started", vm->svc->name, vm->name,
                    "started (QEMU pid %d)", vm->pid);

@@ -136,6 +136,20 @@ cleanup:
     return ret;
 }
 
+/* Where vCPU i of vm may run. On a small host (fewer than 4 CPUs, no
+ * explicit --housekeeping-cpus) floating vCPUs may also use the
+ * housekeeping CPUs: confining every floating guest to what is left would
+ * cost more than it protects. */
+void vmm_place_vcpu_set(const struct vmm *m, const struct vmm_vm *vm, unsigned i,
+                        struct place_cpuset *out)
+{
+    *out = vm->alloc.vcpu[i];
+    if (m->hk_shared && vm->svc->spec->cpu.policy == SPEC_CPU_FLOATING && !vm->ovr.n_pins) {
+        for (size_t w = 0; w < CGV_ARRAY_LEN(out->bits); w++)
+            out->bits[w] |= vm->alloc.emulator.bits[w];
+    }
+}
+
 /* ---- re-pinning floating VMs when the pool changes ------------------------------- */
 
 struct repin_job {
@@ -185,10 +199,41 @@ static void repin(struct vmm *m, struct vmm_vm *vm)
     cgv_strlcpy(j->domain, vm->domain, sizeof(j->domain));
     cgv_strlcpy(j->name, vm->name, sizeof(j->name));
     j->n = cur < vm->alloc.vcpus ? cur : vm->alloc.vcpus;
-    for (unsigned i = 0; i < j->n; i++)
-        place_cpuset_format(&vm->alloc.vcpu[i], j->cpus[i], sizeof(j->cpus[i]));
+    for (unsigned i = 0; i < j->n; i++) {
+        struct place_cpuset s;
+        vmm_place_vcpu_set(m, vm, i, &s);
+        place_cpuset_format(&s, j->cpus[i], sizeof(j->cpus[i]));
+    }
     place_cpuset_format(&vm->alloc.emulator, j->emulator, sizeof(j->emulator));
     jobs_submit(m->jobs, repin_work, repin_done, j);
+}
+
+/* A running VM adopted after a restart: do its vCPU threads run where they
+ * should (read from the kernel)? Re-pin those that do not. */
+void vmm_place_check_pins(struct vmm *m, struct vmm_vm *vm)
+{
+    char **aff = NULL;
+    size_t n = 0;
+    bool wrong = false;
+
+    if (!vm->placed || vm->pid <= 0)
+        return;
+    if (hv_vcpu_affinity(vm->pid, &aff, &n, NULL) < 0)
+        return;
+    for (size_t i = 0; i < n && i < vm->alloc.vcpus; i++) {
+        struct place_cpuset want, have;
+        vmm_place_vcpu_set(m, vm, (unsigned)i, &want);
+        if (!aff[i] || place_cpuset_parse(aff[i], &have, NULL) < 0 ||
+            memcmp(&want, &have, sizeof(want)) != 0)
+            wrong = true;
+    }
+    for (size_t i = 0; i < n; i++)
+        free(aff[i]);
+    free(aff);
+    if (wrong) {
+        log_info("%s: vCPU threads are not where its placement says; re-pinning", vm->name);
+        repin(m, vm);
+    }
 }
 
 /* After any change: floating VMs follow the pool. */
@@ -246,13 +291,15 @@ void vmm_place_init(struct vmm *m)
     }
     m->place = place_host_new(topo, hkp);
     m->topo = topo;
+    m->hk_shared = !hkp && topo->n_cpus < 4;
     {
         struct place_free f;
         place_host_free_info(m->place, &f);
         place_cpuset_format(&f.housekeeping, buf, sizeof(buf));
     }
-    log_info("topology from %s: %u CPUs, %u NUMA node%s; housekeeping CPUs %s", from,
-             topo->n_cpus, topo->n_nodes, topo->n_nodes == 1 ? "" : "s", buf);
+    log_info("topology from %s: %u CPUs, %u NUMA node%s; housekeeping CPUs %s%s", from,
+             topo->n_cpus, topo->n_nodes, topo->n_nodes == 1 ? "" : "s", buf,
+             m->hk_shared ? " (a small host: floating vCPUs may use them too)" : "");
     m->pool_gen = place_host_pool_gen(m->place);
 }
 
@@ -356,14 +403,16 @@ void vmm_place_strings_free(struct vmm_vm *vm)
  * until the next call). */
 void vmm_place_fill_def(struct vmm *m, struct vmm_vm *vm, struct hv_domain_def *d)
 {
-    (void)m;
     d->numa = false;
     d->numa_node = -1;
     vmm_place_strings_free(vm);
     if (!vm->placed)
         return;
-    for (unsigned i = 0; i < vm->alloc.vcpus && i < PLACE_MAX_VCPUS; i++)
-        vm->pin_strs[i] = cpuset_str(&vm->alloc.vcpu[i]);
+    for (unsigned i = 0; i < vm->alloc.vcpus && i < PLACE_MAX_VCPUS; i++) {
+        struct place_cpuset s;
+        vmm_place_vcpu_set(m, vm, i, &s);
+        vm->pin_strs[i] = cpuset_str(&s);
+    }
     d->vcpu_pins = (const char *const *)vm->pin_strs;
     vm->emu_str = cpuset_str(&vm->alloc.emulator);
     d->emulator_pin = vm->emu_str;
@@ -379,7 +428,7 @@ void vmm_place_fill_def(struct vmm *m, struct vmm_vm *vm, struct hv_domain_def *
 json_t *vmm_place_vm_json(struct vmm_vm *vm)
 {
     json_t *o = json_object(), *pins = json_array();
-    char buf[512];
+    char buf[4096];
 
     json_object_set_new(o, "policy",
                         json_string(vm->ovr.n_pins ? "pinned (set by operator)"
@@ -390,7 +439,9 @@ json_t *vmm_place_vm_json(struct vmm_vm *vm)
         return o;
     }
     for (unsigned i = 0; i < vm->alloc.vcpus; i++) {
-        place_cpuset_format(&vm->alloc.vcpu[i], buf, sizeof(buf));
+        struct place_cpuset s;
+        vmm_place_vcpu_set(vm->m, vm, i, &s);
+        place_cpuset_format(&s, buf, sizeof(buf));
         json_array_append_new(pins, json_string(buf));
     }
     json_object_set_new(o, "placed", json_true());

@@ -16,6 +16,16 @@ enum vmm_agent_state { AGENT_NEVER = 0, AGENT_UP, AGENT_DOWN, AGENT_PAUSED };
 
 struct vmm_op;
 
+/* A VM's overrides of its service's spec (cgv vm set). */
+struct vmm_ovr {
+    unsigned vcpus;              /* 0 = spec */
+    uint64_t memory_mib;         /* 0 = spec */
+    size_t n_pins;               /* pinned by hand: the VM becomes "pinned" */
+    unsigned pins[PLACE_MAX_VCPUS];
+    bool has_qos;
+    struct spec_qos qos;         /* replaces the spec's when has_qos */
+};
+
 struct vmm_kpi {
     bool valid;
     struct hv_dom_stats cur;  /* latest counters */
@@ -105,6 +115,7 @@ struct vmm_vm {
     void (*drain_cb)(struct vmm_vm *vm, void *ctx);
     void *drain_ctx;
     struct loop_timer *drain_timer;
+    unsigned defined_max_vcpus;  /* vCPU room of the last definition built */
 
     /* CPU placement */
     bool placed;
@@ -112,14 +123,7 @@ struct vmm_vm {
     char *pin_strs[PLACE_MAX_VCPUS]; /* for the domain XML (vmm_place_fill_def) */
     char *emu_str, *nodes_str;
     /* operator overrides (cgv vm set), on top of the service's spec */
-    struct {
-        unsigned vcpus;              /* 0 = spec */
-        uint64_t memory_mib;         /* 0 = spec */
-        size_t n_pins;               /* pinned by hand: the VM becomes "pinned" */
-        unsigned pins[PLACE_MAX_VCPUS];
-        bool has_qos;
-        struct spec_qos qos;         /* replaces the spec's when has_qos */
-    } ovr;
+    struct vmm_ovr ovr;
     /* an operator operation that arrived during a background snapshot and
      * runs when it ends */
     struct {
@@ -158,6 +162,7 @@ struct vmm {
     struct place_host *place;   /* NULL: placement off (topology unknown) */
     struct place_topology *topo;
     uint64_t pool_gen;
+    bool hk_shared;     /* small host: floating vCPUs may use housekeeping CPUs */
     bool kpi_pending;
     struct vmm_host_kpi host_kpi;
 };
@@ -228,6 +233,10 @@ void vmm_place_request(const struct vmm_vm *vm, struct place_request *r);
 void vmm_place_persist(struct vmm *m, struct vmm_vm *vm);
 void vmm_place_fill_def(struct vmm *m, struct vmm_vm *vm, struct hv_domain_def *d);
 void vmm_place_strings_free(struct vmm_vm *vm);
+void vmm_place_check_pins(struct vmm *m, struct vmm_vm *vm);
+/* Where vCPU i of vm may run (its allocation, on small hosts widened). */
+void vmm_place_vcpu_set(const struct vmm *m, const struct vmm_vm *vm, unsigned i,
+                        struct place_cpuset *out);
 json_t *vmm_place_vm_json(struct vmm_vm *vm);
 json_t *vmm_place_host_json(struct vmm *m);
 /* Effective sizes of a VM: its overrides, else its spec. */
@@ -235,6 +244,9 @@ unsigned vmm_vm_vcpus(const struct vmm_vm *vm);
 unsigned vmm_vm_max_vcpus(const struct vmm_vm *vm);
 uint64_t vmm_vm_memory_mib(const struct vmm_vm *vm);
 const struct spec_qos *vmm_vm_qos(const struct vmm_vm *vm);
+
+/* vmm_set.c */
+void vmm_set_load(struct vmm *m, struct vmm_vm *vm);
 
 /* vmm_kpi.c */
 void vmm_kpi_start(struct vmm *m);

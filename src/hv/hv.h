@@ -158,7 +158,8 @@ int hv_dom_pin(struct hv *hv, const char *name, int vcpu, const char *cpuset, bo
 char *hv_capabilities(struct hv *hv, struct cgv_error *err);
 /* The CPU affinity list of every vCPU thread of a running domain, as the
  * kernel has it ("2", "0-1", ...), read from /proc/PID/task: what pinning
- * really did. out[i] caller-freed strings, *n of them. */
+ * really did. (*out)[i] for vCPU i, i < *n (NULL if that thread was not
+ * found); the caller frees each string and the array. */
 int hv_vcpu_affinity(int qemu_pid, char ***out, size_t *n, struct cgv_error *err) CGV_WUR;
 
 /* QEMU pid of a running domain from libvirt's pid file (no RPC, safe on

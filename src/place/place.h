@@ -35,11 +35,14 @@
  *    its first thread, the siblings idle. Needs and "free" counts are cores.
  *  - A core is free (dedicatable) when none of its CPUs is housekeeping,
  *    held by a VM, in a group or named by a pinned VM.
- *  - Floating vCPUs get the shared pool of the VM's NUMA node (the whole
- *    pool when it spans nodes). The pool shrinks when cores are dedicated or
- *    grouped: after any call that changes place_host_pool_gen(), re-pin the
- *    floating VMs to what place_host_result() says now. An allocation that
- *    would leave the pool empty while floating VMs run is refused.
+ *  - Floating vCPUs get the shared pool of the node(s) holding the VM's
+ *    memory. The pool shrinks when cores are dedicated, grouped or taken by
+ *    realtime pinned VMs: after any call that changes place_host_pool_gen(),
+ *    re-pin the floating VMs to what place_host_result() says now. An
+ *    allocation that would leave the pool empty while floating VMs run is
+ *    refused; a node keeps one free core for the pool of its numa-strict
+ *    floating VMs. A numa-prefer floating VM whose node's pool is gone runs
+ *    anywhere in the pool (its result's node is -1 until cores come back).
  *  - Shared groups take whole free cores on one node (like dedicated cores,
  *    chosen by the same NUMA rule from the first member's memory); later
  *    members' group_cores is ignored; their memory goes to the group's node.
@@ -50,7 +53,9 @@
  *    the listed CPUs; with numa strict they must all be on one node.
  *  - Realtime: dedicated, or pinned with one listed CPU per vCPU, none of
  *    them used by any other VM or group; such CPUs leave the pool and are
- *    held exclusively (nobody may pin there later). Other policies:
+ *    held exclusively (nobody may pin there later; their SMT siblings stay
+ *    in the pool: ask for dedicated + isolate_smt for quiet cores). Other
+ *    policies:
  *    CGV_E_INVALID. isolate_smt is for dedicated only, group for
  *    shared-group only, pinned CPUs for pinned only (CGV_E_INVALID);
  *    group_cores is ignored outside shared-group.
@@ -62,6 +67,7 @@
  *    back for the host: pass less if the host needs some).
  *  - Ties are broken by the lowest node / core / CPU number: the same
  *    sequence of calls always gives the same placement.
+ *  - Not thread-safe: one caller at a time per host / cluster.
  */
 #ifndef PLACE_H
 #define PLACE_H
@@ -113,13 +119,15 @@ struct place_topology {
  * (no NUMA information) one node is assumed, CPUs are laid out from
  * <host><cpu><topology sockets dies cores threads> in Linux's usual order
  * (all first threads, then all second threads…) and memory_unknown is set.
- * The SMT siblings attribute wins when it disagrees with core_id (e.g.
- * core ids repeated across dies): core then becomes the lowest sibling's id. */
+ * Core ids repeated across dies are made unique (die * (max core id + 1) +
+ * core id); if the SMT siblings attributes disagree with the (socket, die,
+ * core) grouping, the siblings win: core becomes the lowest sibling's id. */
 int place_topology_from_caps(const char *xml, struct place_topology *out,
                              struct cgv_error *err) CGV_WUR;
 /* From sysfs (sysdir is "/sys" except in tests): cpuN/topology/ and
  * nodeN/cpulist, nodeN/meminfo (MemTotal). Offline CPUs are left out;
- * without devices/system/node there is one node and memory_unknown. */
+ * without devices/system/node there is one node and memory_unknown. Cores
+ * are numbered as for the capabilities. */
 int place_topology_from_sysfs(const char *sysdir, struct place_topology *out,
                               struct cgv_error *err) CGV_WUR;
 /* A synthetic topology for tests and the placement benchmark. CPUs are
