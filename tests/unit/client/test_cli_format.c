@@ -329,10 +329,48 @@ static void test_events_cursor(void **state)
     json_decref(res);
 }
 
+static void test_top(void **state)
+{
+    struct cap c;
+    json_t *health = load("{\"host\": \"h1\", \"vms\": 2, \"host_kpi\": {\"cpus\": 2,"
+                          " \"cpu_percent\": 37.5, \"memory_total_bytes\": 25769803776,"
+                          " \"memory_available_bytes\": 21474836480}}");
+    json_t *vms = load("{\"vms\": [{\"name\": \"demo-0\", \"state\": \"running\","
+                       " \"ha\": {\"state\": \"healthy\", \"role\": \"active\","
+                       " \"assignment\": \"a0\", \"acked\": true, \"restarts_total\": 2},"
+                       " \"kpi\": {\"cpu_percent\": 12.34, \"vcpus\": 1,"
+                       " \"memory_bytes\": 268435456, \"memory_rss_bytes\": 104857600,"
+                       " \"net_rx_bytes_per_s\": 1536, \"net_tx_bytes_per_s\": 0,"
+                       " \"rtt_ms\": 1.25}},"
+                       " {\"name\": \"demo-1\", \"state\": \"shutoff\"}]}");
+    const char *out;
+    char b[16];
+
+    (void)state;
+    assert_int_equal(cli_print_top(cap_open(&c), health, vms), 2);
+    out = cap_close(&c);
+    assert_non_null(strstr(out, "host h1: 2 CPUs, 37.5% busy, memory 20G available of 24G, 2 VMs\n"));
+    assert_non_null(strstr(out, "VM               STATE    ROLE          CPU%"));
+    assert_non_null(strstr(out, "demo-0           running  active a0     12.3     1    256M     100M     1.5K        0     1.2    2\n"));
+    assert_non_null(strstr(out, "demo-1           shutoff  -              0.0     0       0        0        0        0       -    0\n"));
+    free(c.buf);
+    json_decref(health);
+    json_decref(vms);
+    cli_fmt_bytes(0, b, sizeof(b));
+    assert_string_equal(b, "0");
+    cli_fmt_bytes(1023, b, sizeof(b));
+    assert_string_equal(b, "1023");
+    cli_fmt_bytes(1024, b, sizeof(b));
+    assert_string_equal(b, "1.0K");
+    cli_fmt_bytes(5.5 * 1024 * 1024 * 1024, b, sizeof(b));
+    assert_string_equal(b, "5.5G");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_status_table),
+        cmocka_unit_test(test_top),
         cmocka_unit_test(test_status_single_service_and_empty),
         cmocka_unit_test(test_event_line),
         cmocka_unit_test(test_issue_lines),

@@ -621,7 +621,7 @@ static void test_fixtures_define(void **state)
 {
     struct ctx *c = *state;
     static const char *const files[] = {"one-nic-kvm", "one-nic-qemu", "three-nics-qemu",
-                                        "max-nics", "no-nic", "special-chars"};
+                                        "max-nics", "no-nic", "special-chars", "tuned"};
 
     for (size_t i = 0; i < CGV_ARRAY_LEN(files); i++) {
         char path[512], *xml = NULL;

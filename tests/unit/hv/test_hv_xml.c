@@ -296,6 +296,82 @@ static void test_build_fixture(void **state)
     free(got);
 }
 
+/* CPU placement and QoS: pins, emulator pin, NUMA, real-time, shares,
+ * quota, hard limit, bandwidth and vCPU hot-plug room, exactly where
+ * libvirt expects them (tests/fixtures/hv/tuned.xml; test_hv.c defines it
+ * on libvirt's test driver). */
+static void test_build_tuned(void **state)
+{
+    static const char *const pins[4] = {"2", "3", "2-3", "2-3"};
+    struct hv_domain_def d;
+    struct cgv_error err = {0};
+    char path[512], *got, *want;
+    xmlDocPtr doc;
+
+    (void)state;
+    base_def(&d);
+    d.kvm = false;
+    d.vcpus = 2;
+    d.max_vcpus = 4;
+    d.vcpu_pins = pins;
+    d.emulator_pin = "0-1";
+    d.numa = true;
+    d.numa_node = 1;
+    d.numa_strict = true;
+    d.rt_priority = 10;
+    d.cpu_shares = 512;
+    d.cpu_period_us = 50000;
+    d.cpu_quota_us = 25000;
+    d.mem_hard_limit_mib = 384;
+    d.net_in_kbps = 1000;
+    d.net_out_kbps = 2000;
+    d.net_burst_kb = 64;
+    got = build_ok(&d);
+    doc = xmlReadMemory(got, (int)strlen(got), "t.xml", NULL, XML_PARSE_NONET);
+    assert_non_null(doc);
+    assert_xpath_str(doc, "/domain/vcpu", "4");
+    assert_xpath_str(doc, "/domain/vcpu/@current", "2");
+    assert_int_equal(xpath_count(doc, "/domain/cputune/vcpupin"), 4);
+    assert_xpath_str(doc, "/domain/cputune/vcpupin[@vcpu='1']/@cpuset", "3");
+    assert_xpath_str(doc, "/domain/cputune/emulatorpin/@cpuset", "0-1");
+    assert_xpath_str(doc, "/domain/cputune/shares", "512");
+    assert_xpath_str(doc, "/domain/cputune/period", "50000");
+    assert_xpath_str(doc, "/domain/cputune/quota", "25000");
+    assert_xpath_str(doc, "/domain/cputune/vcpusched/@scheduler", "fifo");
+    assert_xpath_str(doc, "/domain/cputune/vcpusched/@priority", "10");
+    assert_xpath_str(doc, "/domain/cputune/vcpusched/@vcpus", "0-3");
+    assert_xpath_str(doc, "/domain/memtune/hard_limit", "384");
+    assert_xpath_str(doc, "/domain/numatune/memory/@mode", "strict");
+    assert_xpath_str(doc, "/domain/numatune/memory/@nodeset", "1");
+    assert_xpath_str(doc, "/domain/devices/interface/bandwidth/inbound/@average", "1000");
+    assert_xpath_str(doc, "/domain/devices/interface/bandwidth/outbound/@average", "2000");
+    assert_xpath_str(doc, "/domain/devices/interface/bandwidth/outbound/@burst", "64");
+    xmlFreeDoc(doc);
+    /* Nothing of it when nothing is asked for. */
+    {
+        struct hv_domain_def plain;
+        char *x;
+        base_def(&plain);
+        x = build_ok(&plain);
+        assert_null(strstr(x, "cputune"));
+        assert_null(strstr(x, "numatune"));
+        assert_null(strstr(x, "memtune"));
+        assert_null(strstr(x, "bandwidth"));
+        assert_null(strstr(x, "current="));
+        free(x);
+    }
+    snprintf(path, sizeof(path), "%s/tuned.xml", HV_FIXTURES);
+    if (getenv("REGENERATE") && strcmp(getenv("REGENERATE"), "1") == 0) {
+        assert_int_equal(cgv_write_file_atomic(path, got, strlen(got), 0644, &err), 0);
+    } else {
+        want = read_text(path);
+        assert_non_null(want);
+        assert_string_equal(want, got);
+        free(want);
+    }
+    free(got);
+}
+
 /* The same definition gives the same bytes. */
 static void test_build_deterministic(void **state)
 {
@@ -671,6 +747,7 @@ int main(void)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_build_big_numbers);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_build_control_chars);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_plain);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_build_tuned);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_prefixed);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_round_trip);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(test_meta_garbage);
