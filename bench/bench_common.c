@@ -1073,6 +1073,49 @@ int bc_udp_probe(const char *ip, long timeout_ms, char *vm, size_t cap, struct c
     }
 }
 
+const char *const bc_fault_names[BC_F_N] = {"process_death", "panic", "hang", "watchdog",
+                                            "application"};
+const char *const bc_detect_types[BC_F_N] = {"detect.process_death", "detect.panic",
+                                             "detect.hang", "detect.watchdog",
+                                             "detect.application"};
+
+int bc_inject(struct bc *b, enum bc_fault k, pid_t pid, const char *dom, const char *console,
+              long console_timeout_ms, int64_t *wall_us, int64_t *mono_us,
+              struct cgv_error *err)
+{
+    switch (k) {
+    case BC_F_DEATH:
+        if (!bc_qemu_is(pid, dom))
+            return cgv_err(err, CGV_E_INTERNAL, "pid %d is not the QEMU of %s", (int)pid, dom);
+        *wall_us = bc_wall_us();
+        *mono_us = cgv_mono_us();
+        if (kill(pid, SIGKILL) < 0)
+            return cgv_err(err, CGV_E_IO, "kill %d: %s", (int)pid, strerror(errno));
+        return 0;
+    case BC_F_HANG: {
+        pid_t tid;
+        if (!bc_qemu_is(pid, dom))
+            return cgv_err(err, CGV_E_INTERNAL, "pid %d is not the QEMU of %s", (int)pid, dom);
+        tid = bc_vcpu_tid(pid);
+        if (tid <= 0)
+            return cgv_err(err, CGV_E_INTERNAL, "no 'CPU 0/' thread in QEMU %d", (int)pid);
+        return bc_sigstop_vcpu(b, pid, tid, wall_us, mono_us, err);
+    }
+    case BC_F_PANIC:
+        return bc_console_inject(console, NULL, "echo c > /proc/sysrq-trigger",
+                                 console_timeout_ms, wall_us, mono_us, err);
+    case BC_F_WATCHDOG:
+        return bc_console_inject(console, "p=$(pidof cgv-guest) && [ -n \"$p\" ]",
+                                 "kill -USR2 $p", console_timeout_ms, wall_us, mono_us, err);
+    case BC_F_APP:
+        return bc_console_inject(console, "p=$(pidof cgv-nf) && [ -n \"$p\" ]", "kill -9 $p",
+                                 console_timeout_ms, wall_us, mono_us, err);
+    case BC_F_N:
+        break;
+    }
+    return cgv_err(err, CGV_E_INTERNAL, "bad fault kind %d", (int)k);
+}
+
 /* ---- options --------------------------------------------------------------------------------- */
 
 int bc_parse_uint(const char *s, unsigned max, unsigned *out)

@@ -202,6 +202,27 @@ void bc_resume_stopped(struct bc *b);
  * at most timeout_ms; vm (may be NULL) gets the name the reply carries. */
 int bc_udp_probe(const char *ip, long timeout_ms, char *vm, size_t cap, struct cgv_error *err);
 
+/* The fault kinds both benchmarks inject. */
+enum bc_fault { BC_F_DEATH, BC_F_PANIC, BC_F_HANG, BC_F_WATCHDOG, BC_F_APP, BC_F_N };
+
+extern const char *const bc_fault_names[BC_F_N];  /* "process_death", ... */
+extern const char *const bc_detect_types[BC_F_N]; /* "detect.process_death", ... */
+
+/* Inject fault k into the VM whose QEMU is pid (libvirt domain dom, serial
+ * console socket console):
+ *   process_death  SIGKILL of the QEMU process;
+ *   hang           SIGSTOP of its vCPU thread (the whole process stops);
+ *   panic          `echo c > /proc/sysrq-trigger` on the console;
+ *   watchdog       `kill -USR2 <cgv-guest>` on the console (stops petting);
+ *   application    `kill -9 <cgv-nf>` on the console.
+ * *wall_us / *mono_us: the injection time (just before the signal; for the
+ * console kinds when the shell printed the marker just before the action).
+ * Fails (nothing injected, or not known to be) if pid is not dom's QEMU, or
+ * the shell did not get to the action within console_timeout_ms. */
+int bc_inject(struct bc *b, enum bc_fault k, pid_t pid, const char *dom, const char *console,
+              long console_timeout_ms, int64_t *wall_us, int64_t *mono_us,
+              struct cgv_error *err);
+
 /* ---- options ------------------------------------------------------------------------- */
 
 int bc_parse_uint(const char *s, unsigned max, unsigned *out);

@@ -65,13 +65,8 @@
 #define CONSOLE_TIMEOUT_MS 8000
 #define STUCK_US 20000000 /* agent up, HA state "starting": cgvd lost the hello */
 
-enum fault { F_DEATH, F_PANIC, F_HANG, F_WATCHDOG, F_APP, F_N };
-
-static const char *const fault_names[F_N] = {"process_death", "panic", "hang", "watchdog",
-                                             "application"};
-static const char *const detect_types[F_N] = {"detect.process_death", "detect.panic",
-                                              "detect.hang", "detect.watchdog",
-                                              "detect.application"};
+enum fault { F_DEATH = BC_F_DEATH, F_PANIC = BC_F_PANIC, F_HANG = BC_F_HANG,
+             F_WATCHDOG = BC_F_WATCHDOG, F_APP = BC_F_APP, F_N = BC_F_N };
 /* From the injection to the detection, at most (generous: a busy host). */
 static const long detect_timeout_ms[F_N] = {10000, 20000, 20000, 30000, 20000};
 
@@ -335,53 +330,14 @@ static void round_event(void *opaque, const struct bc_event *ev)
         if (strcmp(ev->vm, x->target) != 0 || ++x->target_detections > 1) {
             x->unexpected++;
             bc_note("  unexpected %s %s: %s", ev->type, ev->vm, ev->msg);
-        } else if (strcmp(ev->type, detect_types[x->k]) != 0) {
-            bc_note("  %s detected as %s: %s", fault_names[x->k], ev->type, ev->msg);
+        } else if (strcmp(ev->type, bc_detect_types[x->k]) != 0) {
+            bc_note("  %s detected as %s: %s", bc_fault_names[x->k], ev->type, ev->msg);
         }
     }
     if (strcmp(ev->type, "ha.alarm") == 0 || strcmp(ev->type, "ha.failed") == 0 ||
         strcmp(ev->type, "recover.restart_failed") == 0 ||
         strcmp(ev->type, "ha.role_timeout") == 0)
         bc_note("  %s %s: %s", ev->type, ev->vm, ev->msg);
-}
-
-static int inject(struct fo *f, enum fault k, const json_t *vm, int64_t *wall_us,
-                  int64_t *mono_us, struct cgv_error *err)
-{
-    pid_t pid = (pid_t)bc_jint(vm, "pid");
-    const char *dom = bc_jstr(vm, "domain"), *con = bc_jstr(vm, "console_socket");
-
-    switch (k) {
-    case F_DEATH:
-        if (!bc_qemu_is(pid, dom))
-            return cgv_err(err, CGV_E_INTERNAL, "pid %d is not the QEMU of %s", (int)pid, dom);
-        *wall_us = bc_wall_us();
-        *mono_us = cgv_mono_us();
-        if (kill(pid, SIGKILL) < 0)
-            return cgv_err(err, CGV_E_IO, "kill %d: %s", (int)pid, strerror(errno));
-        return 0;
-    case F_HANG: {
-        pid_t tid;
-        if (!bc_qemu_is(pid, dom))
-            return cgv_err(err, CGV_E_INTERNAL, "pid %d is not the QEMU of %s", (int)pid, dom);
-        tid = bc_vcpu_tid(pid);
-        if (tid <= 0)
-            return cgv_err(err, CGV_E_INTERNAL, "no 'CPU 0/' thread in QEMU %d", (int)pid);
-        return bc_sigstop_vcpu(&f->b, pid, tid, wall_us, mono_us, err);
-    }
-    case F_PANIC:
-        return bc_console_inject(con, NULL, "echo c > /proc/sysrq-trigger", CONSOLE_TIMEOUT_MS,
-                                 wall_us, mono_us, err);
-    case F_WATCHDOG:
-        return bc_console_inject(con, "p=$(pidof cgv-guest) && [ -n \"$p\" ]", "kill -USR2 $p",
-                                 CONSOLE_TIMEOUT_MS, wall_us, mono_us, err);
-    case F_APP:
-        return bc_console_inject(con, "p=$(pidof cgv-nf) && [ -n \"$p\" ]", "kill -9 $p",
-                                 CONSOLE_TIMEOUT_MS, wall_us, mono_us, err);
-    case F_N:
-        break;
-    }
-    return cgv_err(err, CGV_E_INTERNAL, "bad fault");
 }
 
 /* The outage of a round: the longest client gap that starts between the
@@ -463,8 +419,10 @@ static int fo_round(struct fo *f, enum fault k, struct cgv_error *err)
     }
     if (bc_last_event_id(&f->b, &after, err) < 0)
         goto cleanup;
-    if (inject(f, k, tvm, &inj_wall, &inj_mono, err) < 0) {
-        cgv_err_prefix(err, "injecting %s into %s", fault_names[k], target);
+    if (bc_inject(&f->b, (enum bc_fault)k, (pid_t)bc_jint(tvm, "pid"), bc_jstr(tvm, "domain"),
+                  bc_jstr(tvm, "console_socket"), CONSOLE_TIMEOUT_MS, &inj_wall, &inj_mono,
+                  err) < 0) {
+        cgv_err_prefix(err, "injecting %s into %s", bc_fault_names[k], target);
         goto cleanup;
     }
     memset(w, 0, sizeof(w));
@@ -476,7 +434,7 @@ static int fo_round(struct fo *f, enum fault k, struct cgv_error *err)
      * may take libvirt's 10 s SIGTERM grace. */
     if (bc_wait_events(&f->b, &after, SVC, w, 2, detect_timeout_ms[k] + 60000, round_event,
                        &x, err) < 0) {
-        cgv_err_prefix(err, "after %s of %s", fault_names[k], target);
+        cgv_err_prefix(err, "after %s of %s", bc_fault_names[k], target);
         goto cleanup;
     }
     if (wait_redundant(f, SVC, true, f->boot_timeout_ms, err) < 0)
@@ -494,7 +452,7 @@ static int fo_round(struct fo *f, enum fault k, struct cgv_error *err)
     out_ms = round_outage(f, summary, u.t0_wall_us, inj_wall, w[1].ev.time_ms * 1000, &found,
                           gapdesc, sizeof(gapdesc));
     if (f->measuring) {
-        if (strcmp(w[0].ev.type, detect_types[k]) != 0)
+        if (strcmp(w[0].ev.type, bc_detect_types[k]) != 0)
             f->misclassified[k]++;
         bc_series_add(&f->detect[k], det_ms);
         bc_series_add(&f->recover[k], rec_ms);
@@ -502,7 +460,7 @@ static int fo_round(struct fo *f, enum fault k, struct cgv_error *err)
         f->outage_no_gap[k] += !found;
     }
     bc_note("  %-13s %s -> %s: detected %.1f ms (%s), recovered %.1f ms, client outage %s",
-            fault_names[k], target, standby, det_ms, w[0].ev.type + 7, rec_ms,
+            bc_fault_names[k], target, standby, det_ms, w[0].ev.type + 7, rec_ms,
             found ? gapdesc : "none over 10 ms");
     rc = 0;
 
@@ -545,7 +503,7 @@ static int failover_phase(struct fo *f, struct cgv_error *err)
                 f->discarded[k]++;
                 bc_resume_stopped(&f->b);
                 if (++fails[k] >= MAX_FAILS_IN_A_ROW) {
-                    bc_note("  %s failed %d times in a row: abandoned", fault_names[k],
+                    bc_note("  %s failed %d times in a row: abandoned", bc_fault_names[k],
                             MAX_FAILS_IN_A_ROW);
                     f->abandoned[k] = true;
                 }
@@ -756,19 +714,19 @@ static void print_figures(const struct fo *f)
     for (int k = 0; k < F_N; k++) {
         if (!f->fault_on[k])
             continue;
-        snprintf(key, sizeof(key), "detect_%s", fault_names[k]);
+        snprintf(key, sizeof(key), "detect_%s", bc_fault_names[k]);
         bc_print_series(key, &f->detect[k]);
-        snprintf(key, sizeof(key), "recover_%s", fault_names[k]);
+        snprintf(key, sizeof(key), "recover_%s", bc_fault_names[k]);
         bc_print_series(key, &f->recover[k]);
-        snprintf(key, sizeof(key), "outage_%s", fault_names[k]);
+        snprintf(key, sizeof(key), "outage_%s", bc_fault_names[k]);
         bc_print_series(key, &f->outage[k]);
         if (f->outage[k].n)
-            printf("outage_%s_max_ms=%.1f\n", fault_names[k], bc_series_max(&f->outage[k]));
-        printf("outage_%s_no_gap=%u\n", fault_names[k], f->outage_no_gap[k]);
-        printf("detect_%s_misclassified=%u\n", fault_names[k], f->misclassified[k]);
-        printf("failover_%s_discarded=%u\n", fault_names[k], f->discarded[k]);
+            printf("outage_%s_max_ms=%.1f\n", bc_fault_names[k], bc_series_max(&f->outage[k]));
+        printf("outage_%s_no_gap=%u\n", bc_fault_names[k], f->outage_no_gap[k]);
+        printf("detect_%s_misclassified=%u\n", bc_fault_names[k], f->misclassified[k]);
+        printf("failover_%s_discarded=%u\n", bc_fault_names[k], f->discarded[k]);
         if (f->abandoned[k])
-            printf("failover_%s_abandoned=1\n", fault_names[k]);
+            printf("failover_%s_abandoned=1\n", bc_fault_names[k]);
     }
     printf("outage_other_gaps=%u\n", f->other_gaps);
     printf("outage_other_gap_max_ms=%.1f\n", f->other_gap_max_ms);
@@ -848,7 +806,7 @@ static int parse_faults(struct fo *f, const char *list)
         f->fault_on[k] = false;
     for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         int k;
-        for (k = 0; k < F_N && strcmp(t, fault_names[k]) != 0; k++) {
+        for (k = 0; k < F_N && strcmp(t, bc_fault_names[k]) != 0; k++) {
         }
         if (k == F_N) {
             fprintf(stderr, "failover: unknown fault '%s'\n", t);

@@ -46,13 +46,18 @@ __attribute__((noreturn, format(printf, 1, 2))) static void broken(const char *f
 /* ------------------------------------------------------------------ */
 /* proto                                                               */
 
-static void check_str(const char *s, const char *field)
+static void check_str_max(const char *s, size_t max, const char *field)
 {
-    size_t n = strnlen(s, PROTO_MAX_STR + 1);
+    size_t n = strnlen(s, max + 1);
 
-    CHECK(n <= PROTO_MAX_STR, "%s is %zu bytes, over PROTO_MAX_STR", field, n);
+    CHECK(n <= max, "%s is %zu bytes, over %zu", field, n, max);
     for (size_t i = 0; i < n; i++)
         CHECK(s[i] >= 0x20 && s[i] <= 0x7e, "%s has byte 0x%02x", field, (unsigned char)s[i]);
+}
+
+static void check_str(const char *s, const char *field)
+{
+    check_str_max(s, PROTO_MAX_STR, field);
 }
 
 static void check_msg(const struct proto_msg *m)
@@ -71,6 +76,32 @@ static void check_msg(const struct proto_msg *m)
     case PROTO_SHUTDOWN:
         CHECK(m->u.shutdown.action <= PROTO_SHUTDOWN_REBOOT, "shutdown action %u",
               m->u.shutdown.action);
+        break;
+    case PROTO_CONFIG:
+        CHECK(m->u.config.watchdog_s <= PROTO_MAX_WATCHDOG_S, "watchdog_s %u",
+              m->u.config.watchdog_s);
+        CHECK(m->u.config.n_procs <= PROTO_MAX_PROCS, "n_procs %u", m->u.config.n_procs);
+        for (unsigned i = 0; i < m->u.config.n_procs; i++) {
+            check_str(m->u.config.procs[i].name, "config.procs.name");
+            check_str_max(m->u.config.procs[i].command, PROTO_MAX_LSTR, "config.procs.command");
+        }
+        break;
+    case PROTO_ROLE_SET:
+        CHECK(m->u.role_set.role <= PROTO_ROLE_STANDBY, "role %u", m->u.role_set.role);
+        CHECK(m->u.role_set.n_vips <= PROTO_MAX_VIPS, "n_vips %u", m->u.role_set.n_vips);
+        check_str(m->u.role_set.assignment, "role_set.assignment");
+        for (unsigned i = 0; i < m->u.role_set.n_vips; i++)
+            check_str(m->u.role_set.vips[i], "role_set.vips");
+        break;
+    case PROTO_ROLE_ACK:
+        CHECK(m->u.role_ack.role <= PROTO_ROLE_STANDBY, "ack role %u", m->u.role_ack.role);
+        CHECK(m->u.role_ack.result <= PROTO_ACK_STALE, "ack result %u",
+              m->u.role_ack.result);
+        check_str(m->u.role_ack.detail, "role_ack.detail");
+        break;
+    case PROTO_APP_EVENT:
+        CHECK(m->u.app_event.kind <= PROTO_APP_GAVE_UP, "app kind %u", m->u.app_event.kind);
+        check_str(m->u.app_event.name, "app_event.name");
         break;
     case PROTO_HEARTBEAT:
     case PROTO_PING:

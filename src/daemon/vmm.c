@@ -101,6 +101,13 @@ void vmm_service_remove(struct vmm *m, struct vmm_service *svc)
     for (struct vmm_service **pp = &m->services; *pp; pp = &(*pp)->next) {
         if (*pp == svc) {
             *pp = svc->next;
+            if (svc->deferred.reply) {
+                struct cgv_error err = {0};
+                cgv_err(&err, CGV_E_UNAVAIL, "service %s went away before the %s could run",
+                        svc->name, svc->deferred.is_delete ? "delete" : "apply");
+                vmm_reply_error(svc->deferred.reply, svc->deferred.ctx, &err);
+            }
+            free(svc->deferred.text);
             free(svc->ha);
             spec_free(svc->spec);
             free(svc);
@@ -377,19 +384,27 @@ static unsigned vm_heartbeat_ms(const struct vmm_vm *vm)
     return vm->svc->spec->heartbeat_ms;
 }
 
-static void agent_connected(void *opaque)
+/* HOST_HELLO, then what HA tells every agent (CONFIG, its role). */
+static void greet(struct vmm_vm *vm)
 {
-    struct vmm_vm *vm = opaque;
     struct proto_msg m = {.type = PROTO_HOST_HELLO};
 
-    vm->hello_on_conn = false;
     m.u.host_hello.version = PROTO_VERSION;
     m.u.host_hello.heartbeat_ms = vm_heartbeat_ms(vm);
     cgv_strlcpy(m.u.host_hello.vm_name, vm->name, sizeof(m.u.host_hello.vm_name));
     if (agentch_send(vm->ch, &m) < 0)
         log_warn("%s: could not send HOST_HELLO", vm->name);
-    log_debug("%s: agent channel connected", vm->name);
+    vm->greeted = true;
     vmm_ha_connected(vm);
+}
+
+static void agent_connected(void *opaque)
+{
+    struct vmm_vm *vm = opaque;
+
+    vm->hello_on_conn = false;
+    log_debug("%s: agent channel connected", vm->name);
+    greet(vm);
 }
 
 static void agent_up(struct vmm_vm *vm, int64_t now_ms)
@@ -432,10 +447,12 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
                        " ms%s)",
                        h->agent_version, h->boot_id, h->uptime_ms,
                        new_boot ? "" : ", same boot");
+        /* A new agent behind a channel that stayed connected (the guest
+         * rebooted, or the agent restarted): it has heard nothing yet. */
+        if (!vm->greeted || (new_boot && !first))
+            greet(vm);
         if (first)
             vmm_ha_hello(vm);
-        else if (new_boot)
-            vmm_ha_connected(vm); /* the agent restarted: resend CONFIG and role */
         break;
     }
     case PROTO_HEARTBEAT:
@@ -495,6 +512,7 @@ static void agent_closed(void *opaque, const char *why)
     struct vmm_vm *vm = opaque;
 
     vm->hello_on_conn = false;
+    vm->greeted = false;
     vmm_ha_channel_eof(vm);
     if (vm->agent == AGENT_UP || vm->agent == AGENT_PAUSED) {
         vm->agent = AGENT_DOWN;
@@ -806,11 +824,19 @@ void vmm_handle_hv_events(struct vmm *m)
             /* One guest reboot gives libvirt several resets in a burst. */
             last = vm->last_reboot_ms;
             vm->last_reboot_ms = now;
-            if (vm->op)
+            /* A new boot: its agent says hello again; until then silence is
+             * not a hang. */
+            vm->agent = AGENT_NEVER;
+            vm->last_hb_ms = 0;
+            vm->hello_on_conn = false;
+            vm->greeted = false;
+            if (vm->op) {
                 vmm_ops_on_lifecycle(vm, &ev);
-            else if (last == 0 || now - last > VMM_REBOOT_BURST_MS)
+            } else if (last == 0 || now - last > VMM_REBOOT_BURST_MS) {
                 evlog_emit(m->ev, "info", "vm.rebooted", vm->svc->name, vm->name,
                            "guest reset itself");
+                vmm_ha_guest_reset(vm);
+            }
             break;
         }
         case HV_EV_WATCHDOG:

@@ -747,6 +747,74 @@ static void reply_invalid(vmm_reply_fn reply, void *ctx, const struct spec_issue
     reply(ctx, NULL, &err, issues);
 }
 
+/* ---- deferral behind background snapshots ---------------------------------- */
+
+/* Is svc busy only with background snapshots of its VMs (which take a
+ * moment, and after which an apply or delete can run)? */
+static bool busy_only_snapshots(struct vmm *m, struct vmm_service *svc)
+{
+    bool any = false;
+
+    if (svc->busy)
+        return false;
+    for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
+        if (vm->svc != svc || !vm->busy)
+            continue;
+        if (strcmp(vm->busy, "snapshot") != 0)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
+/* Queue an apply (text) or a delete of svc to run when its snapshots end.
+ * Returns false (nothing queued) if one is queued already. */
+static bool defer(struct vmm_service *svc, const char *text, size_t len, bool dry_run,
+                  bool is_delete, vmm_reply_fn reply, void *rctx)
+{
+    if (svc->deferred.reply)
+        return false;
+    svc->deferred.text = NULL;
+    if (text) {
+        svc->deferred.text = cgv_malloc0(len + 1);
+        memcpy(svc->deferred.text, text, len);
+    }
+    svc->deferred.len = len;
+    svc->deferred.dry_run = dry_run;
+    svc->deferred.is_delete = is_delete;
+    svc->deferred.reply = reply;
+    svc->deferred.ctx = rctx;
+    log_debug("%s: %s deferred behind a snapshot", svc->name, is_delete ? "delete" : "apply");
+    return true;
+}
+
+void vmm_apply_run_deferred(struct vmm *m, struct vmm_service *svc)
+{
+    char name[SPEC_NAME_MAX + 1], *text;
+    size_t len;
+    bool dry_run, is_delete;
+    vmm_reply_fn reply = svc->deferred.reply;
+    void *rctx = svc->deferred.ctx;
+
+    if (!reply || svc->busy)
+        return;
+    for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
+        if (vm->svc == svc && vm->busy)
+            return;
+    cgv_strlcpy(name, svc->name, sizeof(name));
+    text = svc->deferred.text;
+    len = svc->deferred.len;
+    dry_run = svc->deferred.dry_run;
+    is_delete = svc->deferred.is_delete;
+    memset(&svc->deferred, 0, sizeof(svc->deferred));
+    /* svc may be gone after either call. */
+    if (is_delete)
+        vmm_delete_service(m, name, reply, rctx);
+    else
+        vmm_apply(m, text, len, dry_run, reply, rctx);
+    free(text);
+}
+
 void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
                vmm_reply_fn reply, void *rctx)
 {
@@ -771,6 +839,8 @@ void vmm_apply(struct vmm *m, const char *text, size_t len, bool dry_run,
         goto cleanup;
     }
     svc = vmm_find_service(m, spec->name);
+    if (svc && busy_only_snapshots(m, svc) && defer(svc, text, len, dry_run, false, reply, rctx))
+        goto cleanup;
     if (svc) {
         if (svc->busy) {
             cgv_err(&err, CGV_E_CONFLICT, "service %s is busy: %s in progress", svc->name,
@@ -1023,6 +1093,8 @@ void vmm_delete_service(struct vmm *m, const char *name, vmm_reply_fn reply, voi
         vmm_reply_error(reply, rctx, &err);
         return;
     }
+    if (busy_only_snapshots(m, svc) && defer(svc, NULL, 0, false, true, reply, rctx))
+        return;
     if (svc->busy) {
         cgv_err(&err, CGV_E_CONFLICT, "service %s is busy: %s in progress", name, svc->busy);
         vmm_reply_error(reply, rctx, &err);

@@ -147,6 +147,19 @@ void vmm_ha_unwatch(struct vmm_vm *vm)
     vm->pidfd_pid = 0;
 }
 
+/* Fencing starts with SIGKILL through the pidfd (never the wrong process,
+ * even if the pid was reused): libvirt's destroy first sends SIGTERM and
+ * waits up to 10 s, which a stopped (hung) QEMU never answers. The destroy
+ * job that follows cleans up libvirt's side. */
+static void fence_kill(struct vmm_vm *vm)
+{
+    if (vm->pidfd < 0 || vm->pidfd_pid != vm->pid)
+        return;
+    if (syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
+        log_warn("%s: pidfd_send_signal(SIGKILL) to QEMU %d: %s", vm->name, (int)vm->pid,
+                 strerror(errno));
+}
+
 /* Has the watched QEMU exited already? */
 static bool pid_gone(struct vmm_vm *vm)
 {
@@ -377,6 +390,7 @@ static void ha_job_done(void *arg)
         vm->fresh_boot = false;
         proceed_healthy(vm);
         vmm_ops_run_deferred(vm);
+        vmm_apply_run_deferred(m, svc);
         break;
     }
     free(j->xml);
@@ -428,6 +442,7 @@ static void exec_plan(struct vmm *m, struct vmm_service *svc, const struct ha_pl
         case HA_ACT_FENCE:
             evlog_emit(m->ev, "info", "recover.fence", svc->name, vm->name,
                        "fencing (%s)", a->why);
+            fence_kill(vm);
             jobs_submit(m->jobs, ha_job_work, ha_job_done, job_new(vm, HJ_FENCE));
             break;
         case HA_ACT_ROLE: {
@@ -544,6 +559,14 @@ void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev)
     default:
         break;
     }
+}
+
+void vmm_ha_guest_reset(struct vmm_vm *vm)
+{
+    /* Out of service until it boots again, behind cgv's back: a fault like
+     * a shutdown (its role moves; it is restarted, from its snapshot when
+     * it has one, which is faster than its own reboot). */
+    do_fault(vm, HA_F_STOPPED, "the guest reset itself (reboot)");
 }
 
 void vmm_ha_found_dead(struct vmm_vm *vm, const char *why)

@@ -51,6 +51,15 @@ struct vmm_service {
     const char *busy;          /* "apply" | "delete" | NULL */
     struct ha_svc *ha;         /* owned; availability state */
     bool ha_dirty;             /* ha state changed since last persisted */
+    /* an apply or delete that arrived while one of its VMs took its
+     * background snapshot (a moment): run when the last one ends */
+    struct {
+        char *text; /* owned; the spec of an apply */
+        size_t len;
+        bool dry_run, is_delete;
+        vmm_reply_fn reply;
+        void *ctx;
+    } deferred;
     struct vmm_service *next;
 };
 
@@ -88,6 +97,7 @@ struct vmm_vm {
     struct agentch *ch;
     enum vmm_agent_state agent;
     bool hello_on_conn;    /* a HELLO came on the current connection */
+    bool greeted;          /* HOST_HELLO sent to the agent now behind the channel */
     char agent_version[PROTO_MAX_STR + 1];
     uint64_t boot_id;
     int64_t last_hb_ms;    /* monotonic, of the last HELLO/HEARTBEAT */
@@ -209,6 +219,8 @@ void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
 void vmm_ha_watchdog(struct vmm_vm *vm);
 /* After adoption: the VM should run but does not. */
 void vmm_ha_found_dead(struct vmm_vm *vm, const char *why);
+/* The guest rebooted itself (no operation asked): a fault for HA. */
+void vmm_ha_guest_reset(struct vmm_vm *vm);
 /* Before an operator action on vm: hand its assignment to a standby (demote
  * it, promote the standby, wait for the ack). Returns true if that started:
  * cb(vm, ctx) runs when it is done (or after a timeout). */
@@ -261,6 +273,9 @@ void vmm_ops_on_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
 /* Drop a VM's pending operation without answering it (cgvd is stopping and
  * its loop and workers are gone). */
 void vmm_ops_abandon(struct vmm_vm *vm);
+/* Run the apply or delete of svc deferred behind background snapshots, once
+ * none of its VMs is busy any more. */
+void vmm_apply_run_deferred(struct vmm *m, struct vmm_service *svc);
 /* Run the operation deferred behind a background job, if any. */
 void vmm_ops_run_deferred(struct vmm_vm *vm);
 

@@ -774,7 +774,13 @@ static void test_libvirtd_restart(void **state)
         rc = it_run(t, 30000, NULL, NULL, argv_susp);
         it_check(t, rc == 0, "itm-1", "virsh suspend exit %d", rc);
         json_decref(it_wait_event(t, c2, "vm.paused", "itm-1", "outside cgv", EVENT_MS));
-        v = cli_op(t, "resume", "itm-1", "running", "vm.resumed", NULL, NULL);
+        /* A VM frozen behind cgv's back cannot serve: HA takes it for a
+         * hang, fences it and restarts it (from its snapshot). */
+        json_decref(it_wait_event(t, c2, "detect.hang", "itm-1", "paused", EVENT_MS));
+        json_decref(it_wait_event(t, c2, "recover.healthy", "itm-1", NULL, HELLO_MS));
+        v = it_vm(t, "itm-1");
+        it_check(t, streq(it_jstr(v, "state"), "running"), "itm-1",
+                 "state %s after its recovery", it_jstr(v, "state"));
         json_decref(v);
     }
     v = it_vm(t, "itm-1");
