@@ -172,6 +172,8 @@ void vmm_vm_remove(struct vmm *m, struct vmm_vm *vm)
             vmm_ha_unwatch(vm);
             if (vm->ack_timer)
                 loop_timer_cancel(m->loop, vm->ack_timer);
+            if (vm->pause_timer)
+                loop_timer_cancel(m->loop, vm->pause_timer);
             if (vm->drain_timer)
                 loop_timer_cancel(m->loop, vm->drain_timer);
             vmm_place_release(m, vm);

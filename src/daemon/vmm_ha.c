@@ -31,6 +31,9 @@
 
 #include "cgv_log.h"
 
+/* A pause behind cgv's back waits this long for a crashed event (panic). */
+#define VMM_PAUSE_GRACE_MS 50
+
 #define LOG_MODULE "ha"
 #define HA_ACK_TIMEOUT_MS 3000
 
@@ -106,6 +109,18 @@ static void account(struct vmm *m, struct vmm_service *svc, const char *cause)
 
 static void do_fault(struct vmm_vm *vm, enum ha_fault f, const char *source);
 
+static void fenced_early(struct vmm_vm *vm);
+
+/* The watched QEMU exited: the end of a fence that killed it, or a fault. */
+static void qemu_gone(struct vmm_vm *vm, const char *why)
+{
+    vmm_ha_unwatch(vm);
+    if (vm->fence_job)
+        fenced_early(vm);
+    else
+        do_fault(vm, HA_F_DEATH, why);
+}
+
 static void on_pidfd(struct loop *l, int fd, uint32_t events, void *opaque)
 {
     struct vmm_vm *vm = opaque;
@@ -113,8 +128,7 @@ static void on_pidfd(struct loop *l, int fd, uint32_t events, void *opaque)
     (void)l;
     (void)fd;
     (void)events;
-    vmm_ha_unwatch(vm);
-    do_fault(vm, HA_F_DEATH, "QEMU process exited (pidfd)");
+    qemu_gone(vm, "QEMU process exited (pidfd)");
 }
 
 void vmm_ha_watch(struct vmm_vm *vm)
@@ -151,13 +165,22 @@ void vmm_ha_unwatch(struct vmm_vm *vm)
  * even if the pid was reused): libvirt's destroy first sends SIGTERM and
  * waits up to 10 s, which a stopped (hung) QEMU never answers. The destroy
  * job that follows cleans up libvirt's side. */
-static void fence_kill(struct vmm_vm *vm)
+static bool fence_kill(struct vmm_vm *vm)
 {
-    if (vm->pidfd < 0 || vm->pidfd_pid != vm->pid)
-        return;
-    if (syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-        log_warn("%s: pidfd_send_signal(SIGKILL) to QEMU %d: %s", vm->name, (int)vm->pid,
-                 strerror(errno));
+    /* vm->pid is 0 once libvirt called the domain crashed: the pidfd
+     * still names its QEMU. */
+    if (vm->pidfd < 0 || (vm->pid != 0 && vm->pidfd_pid != vm->pid)) {
+        log_debug("%s: no pidfd on QEMU %d (pidfd %d of pid %d): libvirt's destroy fences",
+                 vm->name, (int)vm->pid, vm->pidfd, (int)vm->pidfd_pid);
+        return false;
+    }
+    if (syscall(SYS_pidfd_send_signal, vm->pidfd, SIGKILL, NULL, 0) < 0) {
+        if (errno != ESRCH)
+            log_warn("%s: pidfd_send_signal(SIGKILL) to QEMU %d: %s", vm->name,
+                     (int)vm->pid, strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 /* Has the watched QEMU exited already? */
@@ -263,6 +286,11 @@ struct ha_job {
     bool have_info;
     struct hv_dom_info info;
     int64_t info_us;
+    /* fence: the QEMU was SIGKILLed and its pidfd said it is gone before
+     * libvirt's destroy returned; what ha_fenced() planned for the fenced
+     * VM itself (its restart) waits for the destroy */
+    bool fenced_early;
+    struct ha_plan rest;
 };
 
 static void ha_job_work(void *arg)
@@ -344,6 +372,16 @@ static void ha_job_done(void *arg)
     }
     switch (j->kind) {
     case HJ_FENCE:
+        vm->fence_job = NULL;
+        if (j->fenced_early) {
+            /* The rest of the plan (the fenced VM's restart) now that
+             * libvirt has let go of the domain too. */
+            if (j->rc < 0)
+                log_warn("%s: destroy after the kill: %s", vm->name, j->err.msg);
+            exec_plan(m, svc, &j->rest);
+            account(m, svc, vm->fault_name);
+            break;
+        }
         if (j->rc < 0) {
             /* Cannot fence: never promote over a holder that may still run. */
             evlog_emit(m->ev, "error", "ha.alarm", svc->name, vm->name,
@@ -376,6 +414,10 @@ static void ha_job_done(void *arg)
                    " ms after the fault",
                    j->fast ? "fast (from its snapshot)" : "cold", ms, vm->pid,
                    vm->fault_us ? (cgv_mono_us() - vm->fault_us) / 1000 : 0);
+        /* A restored agent may say hello before this job's end reaches the
+         * loop (vmm_ha_hello() ignored it then): take it now. */
+        if (vm->hello_on_conn && vm->agent == AGENT_UP)
+            vmm_ha_hello(vm);
         break;
     case HJ_SNAPSHOT:
         if (j->rc < 0) {
@@ -427,6 +469,32 @@ static void start_restart(struct vmm *m, struct vmm_vm *vm)
     jobs_submit(m->jobs, ha_job_work, ha_job_done, j);
 }
 
+/* The SIGKILLed QEMU of a fence is gone (its pidfd): nothing of it can act
+ * any more, so the promotions that waited for the fence go now, while
+ * libvirt's destroy still runs; the fenced VM's own actions (its restart)
+ * wait for the destroy (ha_job_done). */
+static void fenced_early(struct vmm_vm *vm)
+{
+    struct vmm *m = vm->m;
+    struct vmm_service *svc = vm->svc;
+    struct ha_job *j = vm->fence_job;
+    struct ha_plan p = {0}, now = {0};
+
+    if (j->fenced_early)
+        return;
+    j->fenced_early = true;
+    evlog_emit(m->ev, "info", "recover.fenced", svc->name, vm->name,
+               "fenced in %" PRId64 " ms (QEMU killed)", (cgv_mono_us() - j->t0_us + 500) / 1000);
+    ha_fenced(svc->ha, vm->index, now_wall(), &p);
+    for (size_t k = 0; k < p.n; k++) {
+        struct ha_plan *to = p.acts[k].inst == vm->index ? &j->rest : &now;
+        if (to->n < HA_MAX_ACTS)
+            to->acts[to->n++] = p.acts[k];
+    }
+    exec_plan(m, svc, &now);
+    account(m, svc, vm->fault_name);
+}
+
 /* ---- plans --------------------------------------------------------------------------- */
 
 static void exec_plan(struct vmm *m, struct vmm_service *svc, const struct ha_plan *p)
@@ -442,8 +510,14 @@ static void exec_plan(struct vmm *m, struct vmm_service *svc, const struct ha_pl
         case HA_ACT_FENCE:
             evlog_emit(m->ev, "info", "recover.fence", svc->name, vm->name,
                        "fencing (%s)", a->why);
-            fence_kill(vm);
-            jobs_submit(m->jobs, ha_job_work, ha_job_done, job_new(vm, HJ_FENCE));
+            if (fence_kill(vm)) {
+                /* Fenced as soon as the pidfd says the QEMU is gone. */
+                struct ha_job *j = job_new(vm, HJ_FENCE);
+                vm->fence_job = j;
+                jobs_submit(m->jobs, ha_job_work, ha_job_done, j);
+            } else {
+                jobs_submit(m->jobs, ha_job_work, ha_job_done, job_new(vm, HJ_FENCE));
+            }
             break;
         case HA_ACT_ROLE: {
             char asg[24] = "";
@@ -517,10 +591,8 @@ static void do_fault(struct vmm_vm *vm, enum ha_fault f, const char *source)
 
 void vmm_ha_channel_eof(struct vmm_vm *vm)
 {
-    if (pid_gone(vm)) {
-        vmm_ha_unwatch(vm);
-        do_fault(vm, HA_F_DEATH, "agent channel closed, QEMU gone");
-    }
+    if (pid_gone(vm))
+        qemu_gone(vm, "agent channel closed, QEMU gone");
 }
 
 void vmm_ha_heartbeat_lost(struct vmm_vm *vm, int64_t silent_ms)
@@ -534,6 +606,16 @@ void vmm_ha_heartbeat_lost(struct vmm_vm *vm, int64_t silent_ms)
 void vmm_ha_watchdog(struct vmm_vm *vm)
 {
     do_fault(vm, HA_F_WATCHDOG, "virtual watchdog expired (libvirt)");
+}
+
+static void on_pause_grace(struct loop *l, void *opaque)
+{
+    struct vmm_vm *vm = opaque;
+
+    (void)l;
+    vm->pause_timer = NULL;
+    if (vm->state == HV_ST_PAUSED)
+        do_fault(vm, HA_F_HANG, "libvirt: paused behind cgv's back");
 }
 
 void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev)
@@ -553,8 +635,11 @@ void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev)
             do_fault(vm, HA_F_DEATH, src);
         break;
     case HV_LC_SUSPENDED:
-        /* Frozen behind cgv's back: it cannot serve; treat it as hung. */
-        do_fault(vm, HA_F_HANG, src);
+        /* Frozen behind cgv's back: it cannot serve; a hang. But a panic
+         * shows first as a pause (QEMU's STOP comes before GUEST_PANICKED):
+         * give the crashed event a moment to name the real fault. */
+        if (!vm->pause_timer && managed(vm) && !vm->recovering)
+            vm->pause_timer = loop_timer_add(vm->m->loop, VMM_PAUSE_GRACE_MS, on_pause_grace, vm);
         break;
     default:
         break;

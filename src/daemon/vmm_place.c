@@ -292,6 +292,8 @@ void vmm_place_init(struct vmm *m)
     m->place = place_host_new(topo, hkp);
     m->topo = topo;
     m->hk_shared = !hkp && topo->n_cpus < 4;
+    if (m->place && m->hk_shared)
+        place_host_set_floating_on_hk(m->place, true);
     {
         struct place_free f;
         place_host_free_info(m->place, &f);

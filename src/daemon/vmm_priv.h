@@ -43,6 +43,8 @@ struct vmm_host_kpi {
     unsigned long long mem_total_kib, mem_avail_kib;
 };
 
+struct ha_job;
+
 struct vmm_service {
     char name[SPEC_NAME_MAX + 1];
     struct spec_service *spec; /* owned */
@@ -98,6 +100,7 @@ struct vmm_vm {
     enum vmm_agent_state agent;
     bool hello_on_conn;    /* a HELLO came on the current connection */
     bool greeted;          /* HOST_HELLO sent to the agent now behind the channel */
+    struct ha_job *fence_job; /* a fence whose SIGKILL was sent; not owned */
     char agent_version[PROTO_MAX_STR + 1];
     uint64_t boot_id;
     int64_t last_hb_ms;    /* monotonic, of the last HELLO/HEARTBEAT */
@@ -119,6 +122,7 @@ struct vmm_vm {
     char fault_name[24];
     int64_t role_sent_us;      /* when the last ROLE_SET went out */
     struct loop_timer *ack_timer;
+    struct loop_timer *pause_timer; /* paused behind cgv's back: a hang unless it crashed */
     struct vmm_kpi kpi;
 
     /* planned switchover before an operator action */

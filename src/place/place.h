@@ -181,6 +181,13 @@ struct place_host;
 struct place_host *place_host_new(const struct place_topology *topo,
                                   const struct place_cpuset *housekeeping);
 void place_host_free(struct place_host *h);
+/* A small host whose floating vCPUs may also run on the housekeeping CPUs
+ * (cgvd: fewer than 4 CPUs): floating VMs then never need the shared pool.
+ * Its last CPU may be dedicated (or taken by a group or a realtime pin)
+ * while floating VMs run, and a floating VM may be placed while the pool is
+ * empty; their vCPUs run on the housekeeping CPUs until the pool has CPUs
+ * again. Off by default. */
+void place_host_set_floating_on_hk(struct place_host *h, bool on);
 
 /* Allocate for req.vm (which must not hold an allocation already). On
  * failure nothing changed and err says what is short (CGV_E_CONFLICT) or

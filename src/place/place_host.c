@@ -227,6 +227,11 @@ void place_host_free(struct place_host *h)
     free(h);
 }
 
+void place_host_set_floating_on_hk(struct place_host *h, bool on)
+{
+    h->floating_on_hk = on;
+}
+
 unsigned place_host_uniform_tpc(const struct place_host *h)
 {
     return h->uniform ? h->tpc : 0;
@@ -617,7 +622,7 @@ static void free_text(const struct place_host *h, unsigned node, bool per_core, 
 static int pool_guard(const struct place_host *h, const struct place_request *req,
                       unsigned taken, struct cgv_error *err)
 {
-    if (h->n_floating == 0 || taken < h->pool_total)
+    if (h->n_floating == 0 || taken < h->pool_total || h->floating_on_hk)
         return 0;
     return cgv_err(err, CGV_E_CONFLICT,
                    "%s would leave the shared pool empty, and %u floating %s there", req->vm,
@@ -757,6 +762,17 @@ static int plan_floating(const struct place_host *h, const struct place_request 
     uint32_t pool_nodes = 0;
     int best = -1;
 
+    if (h->pool_total == 0 && h->floating_on_hk) {
+        /* a small host: on the housekeeping CPUs until the pool comes back */
+        for (unsigned node = 0; node < h->n_nodes; node++) {
+            for (unsigned w = 0; w < PLACE_WORDS; w++) {
+                if (h->hk.bits[w] & h->node_cpus[node].bits[w])
+                    p->cpu_nodes |= 1u << node;
+            }
+        }
+        return mem_place(h, req, req->memory_mib, p->cpu_nodes,
+                         req->numa == PLACE_NUMA_PREFER, p, err);
+    }
     if (h->pool_total == 0)
         return cgv_err(err, CGV_E_CONFLICT,
                        "%s needs the shared pool, which is empty (every CPU is housekeeping, "
@@ -1026,6 +1042,8 @@ static void fill_result(const struct place_host *h, const struct place_vm *r,
             /* its node's pool is gone: anywhere in the pool, which makes
              * it span nodes until cores come back */
             set = h->pool;
+            if (place_cpuset_count(&set) == 0 && h->floating_on_hk)
+                set = h->hk;
             if (r->node >= 0) {
                 for (unsigned w = 0; w < PLACE_WORDS; w++) {
                     if (set.bits[w] & ~h->node_cpus[r->node].bits[w])
@@ -1400,7 +1418,7 @@ static int adopt_plan(const struct place_host *h, const struct place_request *re
         break;
     }
     case PLACE_FLOATING:
-        if (h->pool_total == 0)
+        if (h->pool_total == 0 && !h->floating_on_hk)
             return cgv_err(err, CGV_E_CONFLICT, "%s needs the shared pool, which is empty",
                            req->vm);
         /* its vCPUs follow its memory (they run wherever the pool of

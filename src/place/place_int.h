@@ -94,6 +94,7 @@ struct place_host {
     unsigned n_floating;
     unsigned strict_floating[PLACE_MAX_NODES]; /* floating numa-strict VMs */
     uint64_t pool_gen;
+    bool floating_on_hk;                /* see place_host_set_floating_on_hk() */
 
     struct place_vm *vms;
     int32_t n_vms, cap_vms, free_vm;
