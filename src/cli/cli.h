@@ -110,7 +110,7 @@ void cli_fmt_age(int64_t age_ms, char *buf, size_t cap);
 /* "24 ms", "1.2 s", "12 s", "3m05s", "1h02m". */
 void cli_fmt_duration(int64_t ms, char *buf, size_t cap);
 
-/* The status table: one row per VM (SERVICE VM STATE AGENT HEARTBEAT ADDRESS
+/* The status table: one row per VM (SERVICE VM STATE ROLE AGENT HEARTBEAT ADDRESS
  * BUSY). doc is {"services": [...]}, one Service ({"name", "vms": [...]}) or
  * {"vms": [...]}. Returns the number of rows printed (0: prints
  * "No services."). */

@@ -295,15 +295,35 @@ int cli_cmd_apply(struct cli_ctx *ctx, int argc, char **argv)
         cli_print_apply(ctx->out, res);
     fflush(ctx->out);
     rc = CLI_EXIT_OK;
-    if (wait) {
+    if (wait && !dry_run) {
         const char *svc = json_string_value(json_object_get(res, "service"));
         const json_t *vms = json_object_get(res, "vms");
+        json_t *names = NULL, *cur = NULL;
+        if (svc && !json_is_array(vms)) {
+            /* Unchanged: wait for the VMs the service has. */
+            if (client_service_get(c, svc, &cur, &err) < 0) {
+                json_decref(res);
+                return cli_fail(ctx, &err);
+            }
+            names = json_array();
+            size_t i;
+            json_t *v;
+            json_array_foreach(json_object_get(cur, "vms"), i, v)
+            {
+                const char *nm = json_string_value(json_object_get(v, "name"));
+                if (nm)
+                    json_array_append_new(names, json_string(nm));
+            }
+            vms = names;
+        }
         if (!svc || !json_is_array(vms)) {
             rc = cli_error(ctx, CLI_EXIT_FAILED,
                            "bad response from cgvd: apply answer without service/vms");
         } else {
             rc = apply_wait(ctx, c, svc, vms, cursor, start_ms, deadline_ms);
         }
+        json_decref(names);
+        json_decref(cur);
     }
     json_decref(res);
     return rc;
@@ -363,17 +383,25 @@ static const char status_help[] =
     "  STATE      libvirt state: running paused shutoff crashed saved missing\n"
     "             unknown; '*' = restart pending (spec changed), '(want X)' =\n"
     "             cgvd wants it in state X\n"
+    "  ROLE       HA role: 'active aN' (holds assignment aN), standby, failed,\n"
+    "             fencing, '-' (none); a trailing '?' = not acknowledged yet\n"
     "  AGENT      guest agent: up, down, never (not seen this boot), paused\n"
     "  HEARTBEAT  age of the last agent heartbeat ('-' if none)\n"
     "  ADDRESS    the VM's IPv4 addresses\n"
     "  BUSY       the operation in progress, '-' if none\n"
     "\n"
+    "After each service's VMs, one line: its redundancy model, up or down, the\n"
+    "availability since it was created (downtime, outages) and, per assignment\n"
+    "with a virtual IP, which VM holds it.\n"
+    "\n"
     "--json prints cgvd's JSON instead: {\"services\": [...]} or, with SERVICE,\n"
     "the one service, each with its \"vms\".\n"
     "\n"
     "Example:\n"
-    "  SERVICE  VM      STATE    AGENT  HEARTBEAT  ADDRESS      BUSY\n"
-    "  demo     demo-0  running  up     0.4s ago   10.77.0.100  -\n";
+    "  SERVICE  VM      STATE    ROLE       AGENT  HEARTBEAT  ADDRESS     BUSY\n"
+    "  demo     demo-0  running  active a0  up     0.0s ago   10.77.0.11  -\n"
+    "  demo     demo-1  running  standby    up     0.1s ago   10.77.0.12  -\n"
+    "  demo: 2n, up, availability 99.99812% (downtime 41 ms, 1 outage); a0 10.77.0.50 -> demo-0\n";
 
 int cli_cmd_status(struct cli_ctx *ctx, int argc, char **argv)
 {

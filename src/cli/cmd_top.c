@@ -54,6 +54,7 @@ int cli_cmd_top(struct cli_ctx *ctx, int argc, char **argv)
         return cli_usage(ctx, "unexpected argument '%s'", argv[optind]);
     if (ctx->json || once)
         iterations = 1;
+    cli_catch_signals();
     if (!(c = cli_client(ctx, &err)))
         return cli_fail(ctx, &err);
     for (long it = 0; iterations < 0 || it < iterations; it++) {

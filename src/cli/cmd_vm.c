@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct vm_op_help {
@@ -36,7 +37,7 @@ static void vm_help(FILE *out, const char *only_op)
     }
     fprintf(out,
             "\nOptions:\n"
-            "  -t, --timeout SEC  for stop: the graceful shutdown budget sent to cgvd;\n"
+            "  -t, --timeout SEC  for stop and reboot: the graceful budget sent to cgvd;\n"
             "                     for every op: give up waiting SEC+30 s later\n"
             "      --json         print cgvd's JSON answer\n"
             "      --socket PATH  cgvd's socket\n"
@@ -58,12 +59,12 @@ static const char set_help[] =
     "\n"
     "Options:\n"
     "  --vcpus N                  number of vCPUs\n"
-    "  --memory SIZE              e.g. 512MiB, 1GiB (needs a restart)\n"
-    "  --cpus LIST                pin every vCPU to these CPUs (\"2,3\"); 'spec' = back\n"
+    "  --memory SIZE              e.g. 512MiB, 1GiB, 512 (MiB) (needs a restart)\n"
+    "  --cpus LIST                pin vCPU i to LIST[i mod n] (\"2,3\"); 'spec' = back\n"
     "                             to the service's CPU policy\n"
     "  --cpu-shares N             relative CPU weight (2..262144)\n"
-    "  --cpu-quota-us N           CPU time per period (with --cpu-period-us)\n"
-    "  --cpu-period-us N          1000..1000000\n"
+    "  --cpu-quota-us N           CPU time per period (the period defaults to 100000)\n"
+    "  --cpu-period-us N          1000..1000000, only with a quota\n"
     "  --memory-hard-limit SIZE   e.g. 768MiB; 'none' removes it\n"
     "  --net-in KBITS             inbound limit, kilobits/s (0 = none)\n"
     "  --net-out KBITS            outbound limit, kilobits/s (0 = none)\n"
@@ -130,7 +131,11 @@ static int cmd_vm_set(struct cli_ctx *ctx, int argc, char **argv)
                 json_object_set_new(body, "vcpus", json_integer((json_int_t)v));
             break;
         case O_MEM:
-            json_object_set_new(body, "memory", json_string(optarg));
+            /* a bare number means MiB, as in a spec */
+            json_object_set_new(body, "memory",
+                                optarg[0] && strspn(optarg, "0123456789") == strlen(optarg)
+                                    ? json_integer(strtoll(optarg, NULL, 10))
+                                    : json_string(optarg));
             break;
         case O_CPUS:
             if (strcmp(optarg, "spec") == 0) {

@@ -613,7 +613,7 @@ int client_vm_op(struct client *c, const char *name, const char *op,
                        op ? op : "");
     esc = client_escape(name);
     path = cgv_asprintf("/v1/vms/%s/%s", esc, op);
-    if (timeout_ms > 0 && strcmp(op, "stop") == 0) {
+    if (timeout_ms > 0 && (strcmp(op, "stop") == 0 || strcmp(op, "reboot") == 0)) {
         body = cgv_asprintf("{\"timeout_ms\": %ld}", timeout_ms);
         len = strlen(body);
     }

@@ -5,8 +5,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/sockios.h>
+#include <net/if_arp.h>
 #include <net/if.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
@@ -133,6 +137,54 @@ static int write_sysfs(const char *bridge, const char *attr, const char *value)
     return write(fd, value, strlen(value)) < 0 ? -1 : 0;
 }
 
+/* The bridge's MAC address must never change: by default a Linux bridge
+ * takes the lowest MAC of its ports, so when the VM owning that port dies
+ * the host's MAC changes under every guest's ARP cache and their replies
+ * go to an address nobody has until they ARP again (about 250 ms of lost
+ * replies after a fail-over). An address set once (addr_assign_type 3,
+ * NET_ADDR_SET) stays. A bridge that already has ports keeps the address
+ * it has now (no running guest notices); an empty one gets a fixed
+ * locally administered address derived from its name. */
+static int pin_bridge_mac(int fd, const char *bridge, struct cgv_error *err)
+{
+    char path[128], buf[8] = "";
+    struct ifreq ifr;
+    unsigned char *mac = (unsigned char *)ifr.ifr_hwaddr.sa_data;
+    bool zero = true;
+    ssize_t n;
+    CGV_AUTOCLOSE int tfd = -1;
+
+    snprintf(path, sizeof(path), "/sys/class/net/%s/addr_assign_type", bridge);
+    tfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (tfd >= 0 && (n = read(tfd, buf, sizeof(buf) - 1)) > 0 && atoi(buf) == 3)
+        return 0; /* set already */
+    memset(&ifr, 0, sizeof(ifr));
+    cgv_strlcpy(ifr.ifr_name, bridge, IFNAMSIZ);
+    if (ioctl(fd, SIOCGIFHWADDR, &ifr) < 0)
+        return cgv_err(err, CGV_E_IO, "read the MAC address of %s: %s", bridge,
+                       strerror(errno));
+    for (int i = 0; i < 6; i++)
+        zero = zero && mac[i] == 0;
+    if (zero) {
+        uint32_t h = 2166136261u; /* FNV-1a of the name */
+        for (const char *c = bridge; *c; c++)
+            h = (h ^ (unsigned char)*c) * 16777619u;
+        mac[0] = 0x02; /* locally administered, unicast */
+        mac[1] = 0x63; /* 'c' */
+        mac[2] = (unsigned char)(h >> 24);
+        mac[3] = (unsigned char)(h >> 16);
+        mac[4] = (unsigned char)(h >> 8);
+        mac[5] = (unsigned char)h;
+    }
+    ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+    if (ioctl(fd, SIOCSIFHWADDR, &ifr) < 0)
+        return cgv_err(err, CGV_E_IO, "set the MAC address of %s: %s", bridge,
+                       strerror(errno));
+    log_info("bridge %s: MAC address fixed at %02x:%02x:%02x:%02x:%02x:%02x", bridge, mac[0],
+             mac[1], mac[2], mac[3], mac[4], mac[5]);
+    return 0;
+}
+
 int net_bridge_ensure(const struct net_def *def, struct cgv_error *err)
 {
     CGV_AUTOCLOSE int fd = -1;
@@ -160,6 +212,8 @@ int net_bridge_ensure(const struct net_def *def, struct cgv_error *err)
     if (write_sysfs(def->bridge, "stp_state", "0") < 0 ||
         write_sysfs(def->bridge, "forward_delay", "0") < 0)
         log_warn("bridge %s: could not turn STP off / forward delay to 0", def->bridge);
+    if (pin_bridge_mac(fd, def->bridge, err) < 0)
+        return -1;
 
     memset(&ifr, 0, sizeof(ifr));
     cgv_strlcpy(ifr.ifr_name, def->bridge, IFNAMSIZ);

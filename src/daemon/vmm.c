@@ -533,10 +533,10 @@ static void on_monitor(struct loop *l, void *opaque)
     int64_t tick = VMM_MONITOR_MS;
 
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
-        /* A tenth of the shortest heartbeat interval: hang detection stays
+        /* A twentieth of the shortest heartbeat interval: hang detection stays
          * within a few ms of heartbeat_misses intervals. */
-        if ((int64_t)vm_heartbeat_ms(vm) / 10 < tick)
-            tick = vm_heartbeat_ms(vm) / 10 > 5 ? vm_heartbeat_ms(vm) / 10 : 5;
+        if ((int64_t)vm_heartbeat_ms(vm) / 20 < tick)
+            tick = vm_heartbeat_ms(vm) / 20 > 5 ? vm_heartbeat_ms(vm) / 20 : 5;
     }
     m->monitor = loop_timer_add(l, tick, on_monitor, m);
     vmm_ha_flush(m);

@@ -966,7 +966,7 @@ static json_t *window_json(const struct ha_window *w)
     return a;
 }
 
-static void window_load(struct ha_window *w, const json_t *a)
+static void window_load(struct ha_window *w, const json_t *a, const json_t *total)
 {
     size_t i;
     json_t *v;
@@ -979,6 +979,9 @@ static void window_load(struct ha_window *w, const json_t *a)
             w->next = w->n % HA_HIST;
         }
     }
+    w->total = json_is_integer(total) && json_integer_value(total) >= (json_int_t)w->n
+                   ? (uint64_t)json_integer_value(total)
+                   : w->n;
 }
 
 static json_t *state_json(struct vmm *m, struct vmm_service *svc)
@@ -1012,6 +1015,9 @@ static json_t *state_json(struct vmm *m, struct vmm_service *svc)
         json_object_set_new(x, "golden_gen", json_integer(vm ? vm->golden_gen : 0));
         json_object_set_new(x, "restarts", window_json(&in->restarts));
         json_object_set_new(x, "failovers", window_json(&in->failovers));
+        json_object_set_new(x, "restarts_total", json_integer((json_int_t)in->restarts.total));
+        json_object_set_new(x, "failovers_total",
+                            json_integer((json_int_t)in->failovers.total));
         json_array_append_new(insts, x);
     }
     json_object_set_new(o, "insts", insts);
@@ -1067,8 +1073,10 @@ void vmm_ha_load(struct vmm *m, struct vmm_service *svc)
         in->role_gen = (uint64_t)json_integer_value(json_object_get(x, "gen"));
         in->role_acked = json_is_true(json_object_get(x, "acked"));
         in->dead = json_is_true(json_object_get(x, "dead"));
-        window_load(&in->restarts, json_object_get(x, "restarts"));
-        window_load(&in->failovers, json_object_get(x, "failovers"));
+        window_load(&in->restarts, json_object_get(x, "restarts"),
+                    json_object_get(x, "restarts_total"));
+        window_load(&in->failovers, json_object_get(x, "failovers"),
+                    json_object_get(x, "failovers_total"));
         if (in->assignment >= (int)h->n_assign) {
             in->role = HA_ROLE_NONE;
             in->assignment = -1;
@@ -1131,8 +1139,8 @@ json_t *vmm_ha_vm_json(struct vmm_vm *vm)
     json_object_set_new(o, "restarts_in_window",
                         json_integer(ha_recent(&in->restarts, now,
                                                vm->svc->ha->vm_restarts.window_ms)));
-    json_object_set_new(o, "restarts_total", json_integer(in->restarts.n));
-    json_object_set_new(o, "failovers_total", json_integer(in->failovers.n));
+    json_object_set_new(o, "restarts_total", json_integer((json_int_t)in->restarts.total));
+    json_object_set_new(o, "failovers_total", json_integer((json_int_t)in->failovers.total));
     json_object_set_new(o, "fast_restart_ready",
                         json_boolean(vm->golden_gen == vm->svc->generation));
     return o;

@@ -96,6 +96,11 @@ static void kpi_done(void *arg)
             if (!vm)
                 continue;
             k = &vm->kpi;
+            if (k->pid != vm->pid) {
+                /* A new QEMU: its counters start again. */
+                k->valid = false;
+                k->pid = vm->pid;
+            }
             secs = k->at_us ? (double)(j->at_us - k->at_us) / 1e6 : 0;
             if (k->valid && secs > 0 && j->stats[i].cpu_time_ns >= k->cur.cpu_time_ns) {
                 k->cpu_ratio = rate(j->stats[i].cpu_time_ns, k->cur.cpu_time_ns, secs) / 1e9;
@@ -348,8 +353,8 @@ char *vmm_kpi_metrics(struct vmm *m, size_t *len)
     help(&b, "cgv_vm_restarts_total", "counter", "restarts of the VM by HA recovery");
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
         if (vm->svc->ha && (unsigned)vm->index < vm->svc->ha->n_inst)
-            mb_printf(&b, "cgv_vm_restarts_total" VM_LABELS " %u\n", vm->svc->name, vm->name,
-                      vm->svc->ha->inst[vm->index].restarts.n);
+            mb_printf(&b, "cgv_vm_restarts_total" VM_LABELS " %llu\n", vm->svc->name, vm->name,
+                      (unsigned long long)vm->svc->ha->inst[vm->index].restarts.total);
     help(&b, "cgv_vm_app_served_total", "counter", "requests the sample function answered");
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next)
         mb_printf(&b, "cgv_vm_app_served_total" VM_LABELS " %llu\n", vm->svc->name, vm->name,

@@ -290,6 +290,17 @@ void vmm_place_init(struct vmm *m)
             hkp = &hk;
     }
     m->place = place_host_new(topo, hkp);
+    if (!m->place && hkp) {
+        log_error("--housekeeping-cpus %s leaves no usable CPU on this host; using the default",
+                  m->cfg.housekeeping);
+        m->place = place_host_new(topo, NULL);
+        hkp = NULL;
+    }
+    if (!m->place) {
+        log_error("CPU placement is off: the host topology cannot be used");
+        free(topo);
+        return;
+    }
     m->topo = topo;
     m->hk_shared = !hkp && topo->n_cpus < 4;
     if (m->place && m->hk_shared)

@@ -28,6 +28,7 @@ struct vmm_ovr {
 
 struct vmm_kpi {
     bool valid;
+    int pid;                  /* the QEMU the counters came from */
     struct hv_dom_stats cur;  /* latest counters */
     int64_t at_us;            /* when they were read */
     double cpu_ratio, vcpu_ratio;          /* CPUs used over the last period */

@@ -40,6 +40,10 @@ struct set_ctx {
     char *pins[PLACE_MAX_VCPUS];
     char *emu_pin;
     char *xml;                 /* redefine with this (persistent config) */
+    /* what to put back if libvirt refuses the change */
+    struct vmm_ovr old_ovr;
+    bool old_placed, realloc;
+    struct place_result old_alloc;
     int rc;
     struct cgv_error err;
 };
@@ -175,6 +179,24 @@ static void live_done(void *arg)
 
     c->vm->busy = NULL;
     if (c->rc < 0) {
+        struct vmm_vm *vm = c->vm;
+        /* cgvd's records go back to what they were: the override, the
+         * placement (libvirt refused before or while applying). */
+        vm->ovr = c->old_ovr;
+        persist(c->m, vm);
+        if (c->realloc && c->m->place) {
+            vmm_place_release(c->m, vm);
+            if (c->old_placed) {
+                struct place_request pr;
+                vmm_place_request(vm, &pr);
+                if (place_adopt(c->m->place, &pr, &c->old_alloc, NULL) == 0) {
+                    vm->alloc = c->old_alloc;
+                    vm->placed = true;
+                }
+            }
+            vmm_place_persist(c->m, vm);
+        }
+        cgv_err_prefix(&c->err, "nothing changed in cgvd's records");
         evlog_emit(c->m->ev, "error", "vm.op_failed", c->vm->svc->name, c->vm->name,
                    "set failed: %s", c->err.msg);
         c->reply(c->rctx, NULL, &c->err, NULL);
@@ -450,8 +472,13 @@ void vmm_vm_set(struct vmm *m, const char *name, const char *body, size_t len,
 
     /* Admission: the new placement, or nothing changes. */
     old_placed = vm->placed;
+    c->old_ovr = old_ovr;
+    c->old_placed = old_placed;
+    if (old_placed)
+        c->old_alloc = vm->alloc;
     if (m->place && (pins_changed || new_vcpus != old_vcpus || new_mem != old_mem ||
                      vmm_vm_max_vcpus(vm) != old_max)) {
+        c->realloc = true;
         if (old_placed) {
             old_alloc = cgv_malloc0(sizeof(*old_alloc));
             *old_alloc = vm->alloc;
@@ -491,7 +518,10 @@ void vmm_vm_set(struct vmm *m, const char *name, const char *body, size_t len,
         goto cleanup;
     }
     if (vmm_vm_build_xml(m, vm, &c->xml, &err) < 0) {
-        reply(rctx, NULL, &err, NULL);
+        c->rc = -1;
+        c->err = err;
+        live_done(c); /* puts the records back, replies */
+        c = NULL;
         goto cleanup;
     }
     c->live = running;

@@ -27,6 +27,7 @@ static void win_add(struct ha_window *w, int64_t now)
 {
     w->t[w->next] = now;
     w->next = (w->next + 1) % HA_HIST;
+    w->total++;
     if (w->n < HA_HIST)
         w->n++;
 }

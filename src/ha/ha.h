@@ -79,6 +79,7 @@ struct ha_limit {
 struct ha_window {
     int64_t t[HA_HIST]; /* ring of action times */
     unsigned n, next;
+    uint64_t total;     /* every action ever (the ring keeps the last HA_HIST) */
 };
 
 struct ha_inst {

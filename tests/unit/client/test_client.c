@@ -222,11 +222,16 @@ static void test_vm_op(void **state)
         json_decref(b);
     }
 
-    /* Only stop carries the timeout in its body. */
+    /* Reboot carries it too (the graceful budget); other operations not. */
     assert_int_equal(client_vm_op(f->c, "demo-0", "reboot", 5000, &res, &err), 0);
     json_decref(res);
     last(f, method, uri, ctype, body);
     assert_string_equal(uri, "/v1/vms/demo-0/reboot");
+    assert_string_equal(body, "{\"timeout_ms\": 5000}");
+    assert_int_equal(client_vm_op(f->c, "demo-0", "pause", 5000, &res, &err), 0);
+    json_decref(res);
+    last(f, method, uri, ctype, body);
+    assert_string_equal(uri, "/v1/vms/demo-0/pause");
     assert_string_equal(body, "");
 
     assert_int_equal(client_vm_op(f->c, "demo-0", "explode", 0, &res, &err), -1);
