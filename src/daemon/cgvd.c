@@ -308,6 +308,10 @@ int main(int argc, char **argv)
 
     if (parse_opts(argc, argv, &o) < 0)
         return 2;
+    /* A daemon keeps nothing its caller left open: an inherited lock or
+     * pipe would otherwise be held for as long as cgvd runs. */
+    if (o.daemon)
+        close_range(3, ~0U, 0);
     if (cgv_log_parse_level(o.log_level, &lvl) < 0) {
         fprintf(stderr, "cgvd: unknown log level '%s'\n", o.log_level);
         return 2;

@@ -749,8 +749,9 @@ static void reply_invalid(vmm_reply_fn reply, void *ctx, const struct spec_issue
 
 /* ---- deferral behind background snapshots ---------------------------------- */
 
-/* Is svc busy only with background snapshots of its VMs (which take a
- * moment, and after which an apply or delete can run)? */
+/* Is svc busy only with HA's background work on its VMs (a snapshot, a
+ * fence or a restart: each takes a moment, and after them an apply or
+ * delete can run)? */
 static bool busy_only_snapshots(struct vmm *m, struct vmm_service *svc)
 {
     bool any = false;
@@ -760,14 +761,14 @@ static bool busy_only_snapshots(struct vmm *m, struct vmm_service *svc)
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         if (vm->svc != svc || !vm->busy)
             continue;
-        if (strcmp(vm->busy, "snapshot") != 0)
+        if (strcmp(vm->busy, "snapshot") != 0 && strcmp(vm->busy, "recover") != 0)
             return false;
         any = true;
     }
     return any;
 }
 
-/* Queue an apply (text) or a delete of svc to run when its snapshots end.
+/* Queue an apply (text) or a delete of svc to run when that work ends.
  * Returns false (nothing queued) if one is queued already. */
 static bool defer(struct vmm_service *svc, const char *text, size_t len, bool dry_run,
                   bool is_delete, vmm_reply_fn reply, void *rctx)

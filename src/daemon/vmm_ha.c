@@ -432,9 +432,10 @@ static void ha_job_done(void *arg)
         vm->fresh_boot = false;
         proceed_healthy(vm);
         vmm_ops_run_deferred(vm);
-        vmm_apply_run_deferred(m, svc);
         break;
     }
+    if (!vm->busy)
+        vmm_apply_run_deferred(m, svc);
     free(j->xml);
     free(j);
 }

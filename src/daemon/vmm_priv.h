@@ -54,8 +54,8 @@ struct vmm_service {
     const char *busy;          /* "apply" | "delete" | NULL */
     struct ha_svc *ha;         /* owned; availability state */
     bool ha_dirty;             /* ha state changed since last persisted */
-    /* an apply or delete that arrived while one of its VMs took its
-     * background snapshot (a moment): run when the last one ends */
+    /* an apply or delete that arrived while HA worked on its VMs (snapshot,
+     * fence, restart: a moment): run when the last of that work ends */
     struct {
         char *text; /* owned; the spec of an apply */
         size_t len;
