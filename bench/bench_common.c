@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sched.h>
 #include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1114,6 +1115,119 @@ int bc_inject(struct bc *b, enum bc_fault k, pid_t pid, const char *dom, const c
         break;
     }
     return cgv_err(err, CGV_E_INTERNAL, "bad fault kind %d", (int)k);
+}
+
+/* ---- threads and CPUs ------------------------------------------------------------------------ */
+
+int bc_vcpu_tids(pid_t pid, pid_t *tids, size_t cap)
+{
+    char path[64];
+    DIR *d;
+    struct dirent *de;
+    int n = 0;
+
+    for (size_t i = 0; i < cap; i++)
+        tids[i] = 0;
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+    d = opendir(path);
+    if (!d)
+        return -1;
+    while ((de = readdir(d)) != NULL) {
+        char cpath[300], *comm = NULL;
+        unsigned idx;
+        if (de->d_name[0] == '.')
+            continue;
+        snprintf(cpath, sizeof(cpath), "/proc/%d/task/%s/comm", (int)pid, de->d_name);
+        if (cgv_read_file(cpath, 256, &comm, NULL, NULL) == 0 &&
+            sscanf(comm, "CPU %u/", &idx) == 1 && idx < cap) {
+            tids[idx] = (pid_t)atoi(de->d_name);
+            if ((int)idx + 1 > n)
+                n = (int)idx + 1;
+        }
+        free(comm);
+    }
+    closedir(d);
+    return n;
+}
+
+int bc_thread_cpus(pid_t tid, char *buf, size_t cap)
+{
+    cpu_set_t set;
+    size_t off = 0;
+
+    if (cap == 0)
+        return -1;
+    buf[0] = '\0';
+    CPU_ZERO(&set);
+    if (sched_getaffinity(tid, sizeof(set), &set) < 0)
+        return -1;
+    for (int c = 0; c < CPU_SETSIZE && off < cap; c++) {
+        int e = c;
+        if (!CPU_ISSET(c, &set))
+            continue;
+        while (e + 1 < CPU_SETSIZE && CPU_ISSET(e + 1, &set))
+            e++;
+        off += (size_t)snprintf(buf + off, cap - off, off ? ",%d" : "%d", c);
+        if (e > c && off < cap)
+            off += (size_t)snprintf(buf + off, cap - off, "-%d", e);
+        c = e;
+    }
+    return 0;
+}
+
+double bc_proc_cpu_seconds(pid_t pid)
+{
+    char path[64], *text = NULL, *p;
+    unsigned long long ut = 0, st = 0;
+    long tck = sysconf(_SC_CLK_TCK);
+    int field;
+
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    if (cgv_read_file(path, 4096, &text, NULL, NULL) < 0)
+        return -1;
+    p = strrchr(text, ')');
+    /* After "pid (comm)": utime and stime are fields 14 and 15. */
+    for (field = 2; p && *p && field < 14; field++)
+        p = strchr(p + 1, ' ');
+    if (!p || sscanf(p + 1, "%llu %llu", &ut, &st) != 2) {
+        free(text);
+        return -1;
+    }
+    free(text);
+    return (double)(ut + st) / (double)(tck > 0 ? tck : 100);
+}
+
+/* /proc/PID/task/TID/schedstat: "run_ns wait_ns timeslices". */
+static int thread_schedstat(pid_t pid, pid_t tid, long long *run, long long *wait)
+{
+    char path[96], *text = NULL;
+    unsigned long long r = 0, w = 0;
+    int n;
+
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/schedstat", (int)pid, (int)tid);
+    if (cgv_read_file(path, 256, &text, NULL, NULL) < 0)
+        return -1;
+    n = sscanf(text, "%llu %llu", &r, &w);
+    free(text);
+    if (n != 2)
+        return -1;
+    *run = (long long)r;
+    *wait = (long long)w;
+    return 0;
+}
+
+long long bc_thread_run_delay_ns(pid_t pid, pid_t tid)
+{
+    long long run, wait;
+
+    return thread_schedstat(pid, tid, &run, &wait) < 0 ? -1 : wait;
+}
+
+long long bc_thread_run_ns(pid_t pid, pid_t tid)
+{
+    long long run, wait;
+
+    return thread_schedstat(pid, tid, &run, &wait) < 0 ? -1 : run;
 }
 
 /* ---- options --------------------------------------------------------------------------------- */

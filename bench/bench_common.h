@@ -1,4 +1,5 @@
-/* bench_common.h — what bench/failover and bench/chaos share (docs/BENCH.md):
+/* bench_common.h — what bench/failover, bench/chaos and bench/pinning share
+ * (docs/BENCH.md):
  * their own cgvd in a temporary directory, a lock file, child processes with
  * deadlines, cgvd's event long poll, the serial-console and UDP helpers of
  * the fault injection, sample series with nearest-rank percentiles, and the
@@ -222,6 +223,26 @@ extern const char *const bc_detect_types[BC_F_N]; /* "detect.process_death", ...
 int bc_inject(struct bc *b, enum bc_fault k, pid_t pid, const char *dom, const char *console,
               long console_timeout_ms, int64_t *wall_us, int64_t *mono_us,
               struct cgv_error *err);
+
+/* ---- threads and CPUs (bench/pinning) ------------------------------------------------- */
+
+/* Thread ids of the vCPU threads of QEMU pid (comm "CPU n/..."), tids[n] for
+ * vCPU n; returns how many vCPUs (highest n + 1, at most cap; a slot whose
+ * thread was not found stays 0), or -1 if pid is gone. */
+int bc_vcpu_tids(pid_t pid, pid_t *tids, size_t cap);
+/* The CPUs thread tid may run on (sched_getaffinity) as a list ("0-1,3");
+ * -1 if the thread is gone. */
+int bc_thread_cpus(pid_t tid, char *buf, size_t cap);
+/* User + system CPU time of process pid so far, in seconds (/proc/PID/stat);
+ * -1 if it is gone. */
+double bc_proc_cpu_seconds(pid_t pid);
+/* How long thread tid of process pid has waited, runnable, for a CPU so far
+ * (the second field of /proc/PID/task/TID/schedstat), in ns; -1 if that is
+ * not available. */
+long long bc_thread_run_delay_ns(pid_t pid, pid_t tid);
+/* How long thread tid of process pid has run on a CPU so far (the first
+ * field of its schedstat), in ns; -1 if that is not available. */
+long long bc_thread_run_ns(pid_t pid, pid_t tid);
 
 /* ---- options ------------------------------------------------------------------------- */
 

@@ -18,6 +18,7 @@
 #define VMM_RECONNECT_MAX_MS 2000
 #define VMM_PROTO_REPORT_MS 5000
 #define VMM_REBOOT_BURST_MS 2000
+#define VMM_HB_GRACE_MS 2000 /* after a hello: twice the heartbeat miss budget */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -439,6 +440,11 @@ static void agent_message(void *opaque, const struct proto_msg *msg, int64_t mon
             return;
         }
         vm->hello_on_conn = true;
+        /* A guest just booted or restored (cold caches, TCG, and often
+         * others restoring beside it on a busy host) gets twice the miss
+         * budget for its first seconds: a late heartbeat then is not a
+         * hang worth a fence. */
+        vm->hb_grace_until_ms = now_ms + VMM_HB_GRACE_MS;
         cgv_strlcpy(vm->agent_version, h->agent_version, sizeof(vm->agent_version));
         vm->boot_id = h->boot_id;
         vm->agent = vm->state == HV_ST_PAUSED ? AGENT_PAUSED : AGENT_UP;
@@ -544,6 +550,8 @@ static void on_monitor(struct loop *l, void *opaque)
         unsigned misses = vm->svc->spec->heartbeat_misses ? vm->svc->spec->heartbeat_misses
                                                           : m->cfg.agent_miss_limit;
         int64_t limit = (int64_t)vm_heartbeat_ms(vm) * misses;
+        if (now < vm->hb_grace_until_ms)
+            limit *= 2;
         if (vm->proto_errors > vm->proto_errors_reported &&
             now - vm->proto_report_ms >= VMM_PROTO_REPORT_MS)
             report_proto_errors(vm, now);
@@ -1078,6 +1086,7 @@ static json_t *vm_json(struct vmm *m, struct vmm_vm *vm)
                         vm->last_hb_ms ? json_integer(now - vm->last_hb_ms) : json_null());
     json_object_set_new(agent, "heartbeats", json_integer((json_int_t)vm->heartbeats));
     json_object_set_new(agent, "heartbeat_ms", json_integer(vm_heartbeat_ms(vm)));
+    json_object_set_new(agent, "heartbeat_grace", json_boolean(now < vm->hb_grace_until_ms));
     json_object_set_new(agent, "app_served", json_integer((json_int_t)vm->app_served));
     json_object_set_new(agent, "protocol_errors",
                         json_integer((json_int_t)vm->proto_errors));

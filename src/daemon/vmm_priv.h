@@ -101,6 +101,7 @@ struct vmm_vm {
     enum vmm_agent_state agent;
     bool hello_on_conn;    /* a HELLO came on the current connection */
     bool greeted;          /* HOST_HELLO sent to the agent now behind the channel */
+    int64_t hb_grace_until_ms; /* a just-started guest: twice the miss budget until then */
     struct ha_job *fence_job; /* a fence whose SIGKILL was sent; not owned */
     char agent_version[PROTO_MAX_STR + 1];
     uint64_t boot_id;

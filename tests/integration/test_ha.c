@@ -170,6 +170,11 @@ static bool svc_settled(const json_t *svc, bool fast, char *why, size_t cap)
             snprintf(why, cap, "%s: agent %s", n, it_jstr(vm, "agent.state"));
             return false;
         }
+        if (json_is_true(it_jget(vm, "agent.heartbeat_grace"))) {
+            /* just (re)started: hang detection is slower for 2 s */
+            snprintf(why, cap, "%s: in its heartbeat grace period", n);
+            return false;
+        }
     }
     return true;
 }
