@@ -1232,6 +1232,21 @@ long long bc_thread_run_ns(pid_t pid, pid_t tid)
 
 /* ---- options --------------------------------------------------------------------------------- */
 
+bool bc_take_option(struct bc_opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case BC_O_IMGDIR: o->image_dir = arg; return true;
+    case BC_O_CGVD: o->cgvd = arg; return true;
+    case BC_O_UDPPING: o->udpping = arg; return true;
+    case BC_O_VIRSH: o->virsh = arg; return true;
+    case BC_O_URI: o->uri = arg; return true;
+    case BC_O_TMP: o->tmp_base = arg; return true;
+    case BC_O_KEEP: o->keep_tmp = true; return true;
+    case BC_O_LEVEL: o->log_level = arg; return true;
+    default: return false;
+    }
+}
+
 int bc_parse_uint(const char *s, unsigned max, unsigned *out)
 {
     char *end;

@@ -246,6 +246,24 @@ long long bc_thread_run_ns(pid_t pid, pid_t tid);
 
 /* ---- options ------------------------------------------------------------------------- */
 
+/* The options every benchmark on struct bc shares: getopt_long codes (above
+ * any benchmark's own), their struct option entries (BC_OPTIONS; --udpping
+ * is separate, BC_OPTION_UDPPING, for the benchmarks with a UDP client) and
+ * bc_take_option(), which stores one into o and returns true if c is one of
+ * them. */
+enum { BC_O_IMGDIR = 0x1000, BC_O_CGVD, BC_O_UDPPING, BC_O_VIRSH, BC_O_URI, BC_O_TMP,
+       BC_O_KEEP, BC_O_LEVEL };
+#define BC_OPTIONS                                                                           \
+    {"image-dir", required_argument, NULL, BC_O_IMGDIR},                                      \
+        {"cgvd", required_argument, NULL, BC_O_CGVD},                                         \
+        {"virsh", required_argument, NULL, BC_O_VIRSH},                                       \
+        {"libvirt-uri", required_argument, NULL, BC_O_URI},                                   \
+        {"tmp-dir", required_argument, NULL, BC_O_TMP},                                       \
+        {"keep-tmp", no_argument, NULL, BC_O_KEEP},                                           \
+        {"cgvd-log-level", required_argument, NULL, BC_O_LEVEL}
+#define BC_OPTION_UDPPING {"udpping", required_argument, NULL, BC_O_UDPPING}
+bool bc_take_option(struct bc_opts *o, int c, const char *arg);
+
 int bc_parse_uint(const char *s, unsigned max, unsigned *out);
 
 #endif

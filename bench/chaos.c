@@ -1613,8 +1613,7 @@ static int parse_faults(struct ch *c, const char *list)
 static int parse_opts(int argc, char **argv, struct ch *c, bool *seed_set)
 {
     enum { O_DUR = 256, O_QUICK, O_SEED, O_MINGAP, O_MAXGAP, O_MAXCONC, O_FAULTS, O_RECTO,
-           O_SETTLE, O_IMAGE, O_IMGDIR, O_CGVD, O_UDPPING, O_VIRSH, O_URI, O_TMP, O_BOOTTO,
-           O_OPTO, O_KEEP, O_LEVEL };
+           O_SETTLE, O_IMAGE, O_BOOTTO, O_OPTO };
     static const struct option longopts[] = {
         {"duration", required_argument, NULL, O_DUR},
         {"quick", no_argument, NULL, O_QUICK},
@@ -1626,16 +1625,10 @@ static int parse_opts(int argc, char **argv, struct ch *c, bool *seed_set)
         {"recover-timeout", required_argument, NULL, O_RECTO},
         {"settle-timeout", required_argument, NULL, O_SETTLE},
         {"image", required_argument, NULL, O_IMAGE},
-        {"image-dir", required_argument, NULL, O_IMGDIR},
-        {"cgvd", required_argument, NULL, O_CGVD},
-        {"udpping", required_argument, NULL, O_UDPPING},
-        {"virsh", required_argument, NULL, O_VIRSH},
-        {"libvirt-uri", required_argument, NULL, O_URI},
-        {"tmp-dir", required_argument, NULL, O_TMP},
         {"boot-timeout", required_argument, NULL, O_BOOTTO},
         {"op-timeout", required_argument, NULL, O_OPTO},
-        {"keep-tmp", no_argument, NULL, O_KEEP},
-        {"cgvd-log-level", required_argument, NULL, O_LEVEL},
+        BC_OPTIONS,
+        BC_OPTION_UDPPING,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -1684,18 +1677,12 @@ static int parse_opts(int argc, char **argv, struct ch *c, bool *seed_set)
                 return -1;
             break;
         case O_IMAGE: c->image = optarg; break;
-        case O_IMGDIR: c->b.o.image_dir = optarg; break;
-        case O_CGVD: c->b.o.cgvd = optarg; break;
-        case O_UDPPING: c->b.o.udpping = optarg; break;
-        case O_VIRSH: c->b.o.virsh = optarg; break;
-        case O_URI: c->b.o.uri = optarg; break;
-        case O_TMP: c->b.o.tmp_base = optarg; break;
-        case O_KEEP: c->b.o.keep_tmp = true; break;
-        case O_LEVEL: c->b.o.log_level = optarg; break;
         case 'h':
             usage(stdout);
             exit(0);
         default:
+            if (bc_take_option(&c->b.o, opt, optarg))
+                break;
             usage(stderr);
             return -1;
         }

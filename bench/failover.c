@@ -821,8 +821,7 @@ static int parse_faults(struct fo *f, const char *list)
 
 static int parse_opts(int argc, char **argv, struct fo *f)
 {
-    enum { O_RUNS = 256, O_WARM, O_RRUNS, O_SOAK, O_QUICK, O_FAULTS, O_IMAGE, O_IMGDIR, O_CGVD,
-           O_UDPPING, O_VIRSH, O_URI, O_TMP, O_BOOTTO, O_OPTO, O_KEEP, O_LEVEL };
+    enum { O_RUNS = 256, O_WARM, O_RRUNS, O_SOAK, O_QUICK, O_FAULTS, O_IMAGE, O_BOOTTO, O_OPTO };
     static const struct option longopts[] = {
         {"runs", required_argument, NULL, O_RUNS},
         {"warmup", required_argument, NULL, O_WARM},
@@ -831,16 +830,10 @@ static int parse_opts(int argc, char **argv, struct fo *f)
         {"quick", no_argument, NULL, O_QUICK},
         {"faults", required_argument, NULL, O_FAULTS},
         {"image", required_argument, NULL, O_IMAGE},
-        {"image-dir", required_argument, NULL, O_IMGDIR},
-        {"cgvd", required_argument, NULL, O_CGVD},
-        {"udpping", required_argument, NULL, O_UDPPING},
-        {"virsh", required_argument, NULL, O_VIRSH},
-        {"libvirt-uri", required_argument, NULL, O_URI},
-        {"tmp-dir", required_argument, NULL, O_TMP},
         {"boot-timeout", required_argument, NULL, O_BOOTTO},
         {"op-timeout", required_argument, NULL, O_OPTO},
-        {"keep-tmp", no_argument, NULL, O_KEEP},
-        {"cgvd-log-level", required_argument, NULL, O_LEVEL},
+        BC_OPTIONS,
+        BC_OPTION_UDPPING,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -884,18 +877,12 @@ static int parse_opts(int argc, char **argv, struct fo *f)
                 return -1;
             break;
         case O_IMAGE: f->image = optarg; break;
-        case O_IMGDIR: f->b.o.image_dir = optarg; break;
-        case O_CGVD: f->b.o.cgvd = optarg; break;
-        case O_UDPPING: f->b.o.udpping = optarg; break;
-        case O_VIRSH: f->b.o.virsh = optarg; break;
-        case O_URI: f->b.o.uri = optarg; break;
-        case O_TMP: f->b.o.tmp_base = optarg; break;
-        case O_KEEP: f->b.o.keep_tmp = true; break;
-        case O_LEVEL: f->b.o.log_level = optarg; break;
         case 'h':
             usage(stdout);
             exit(0);
         default:
+            if (bc_take_option(&f->b.o, c, optarg))
+                break;
             usage(stderr);
             return -1;
         }

@@ -623,7 +623,7 @@ static void usage(FILE *out)
 static int parse_opts(int argc, char **argv, struct pin *p)
 {
     enum { O_DUR = 256, O_WARM, O_INT, O_TO, O_ROUNDS, O_NOISY, O_NOISYVMS, O_BUSY, O_EMU, O_NOFIFO,
-           O_IMAGE, O_IMGDIR, O_CGVD, O_VIRSH, O_URI, O_TMP, O_BOOTTO, O_OPTO, O_KEEP, O_LEVEL };
+           O_IMAGE, O_BOOTTO, O_OPTO };
     static const struct option longopts[] = {
         {"duration", required_argument, NULL, O_DUR},
         {"warmup", required_argument, NULL, O_WARM},
@@ -636,15 +636,9 @@ static int parse_opts(int argc, char **argv, struct pin *p)
         {"emulator-too", no_argument, NULL, O_EMU},
         {"no-fifo", no_argument, NULL, O_NOFIFO},
         {"image", required_argument, NULL, O_IMAGE},
-        {"image-dir", required_argument, NULL, O_IMGDIR},
-        {"cgvd", required_argument, NULL, O_CGVD},
-        {"virsh", required_argument, NULL, O_VIRSH},
-        {"libvirt-uri", required_argument, NULL, O_URI},
-        {"tmp-dir", required_argument, NULL, O_TMP},
         {"boot-timeout", required_argument, NULL, O_BOOTTO},
         {"op-timeout", required_argument, NULL, O_OPTO},
-        {"keep-tmp", no_argument, NULL, O_KEEP},
-        {"cgvd-log-level", required_argument, NULL, O_LEVEL},
+        BC_OPTIONS,
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -697,11 +691,6 @@ static int parse_opts(int argc, char **argv, struct pin *p)
         case O_EMU: p->emu_too = true; break;
         case O_NOFIFO: p->fifo = false; break;
         case O_IMAGE: p->image = optarg; break;
-        case O_IMGDIR: p->b.o.image_dir = optarg; break;
-        case O_CGVD: p->b.o.cgvd = optarg; break;
-        case O_VIRSH: p->b.o.virsh = optarg; break;
-        case O_URI: p->b.o.uri = optarg; break;
-        case O_TMP: p->b.o.tmp_base = optarg; break;
         case O_BOOTTO:
         case O_OPTO:
             if (bc_parse_uint(optarg, 86400, &v) < 0 || v == 0) {
@@ -713,10 +702,12 @@ static int parse_opts(int argc, char **argv, struct pin *p)
             else
                 p->b.o.op_timeout_ms = (long)v * 1000;
             break;
-        case O_KEEP: p->b.o.keep_tmp = true; break;
-        case O_LEVEL: p->b.o.log_level = optarg; break;
         case 'h': usage(stdout); exit(0);
-        default: usage(stderr); return -1;
+        default:
+            if (bc_take_option(&p->b.o, c, optarg))
+                break;
+            usage(stderr);
+            return -1;
         }
         if (bad) {
             fprintf(stderr, "pinning: %s (got '%s')\n", bad, optarg);
