@@ -102,7 +102,8 @@ void vmm_service_remove(struct vmm *m, struct vmm_service *svc)
     for (struct vmm_service **pp = &m->services; *pp; pp = &(*pp)->next) {
         if (*pp == svc) {
             *pp = svc->next;
-            if (svc->deferred.reply) {
+            /* At shutdown the API has answered (and freed) every request. */
+            if (svc->deferred.reply && !m->stopping) {
                 struct cgv_error err = {0};
                 cgv_err(&err, CGV_E_UNAVAIL, "service %s went away before the %s could run",
                         svc->name, svc->deferred.is_delete ? "delete" : "apply");

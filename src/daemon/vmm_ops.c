@@ -620,6 +620,16 @@ void vmm_vm_op(struct vmm *m, const char *name, const char *opname, unsigned tim
 
 void vmm_ops_abandon(struct vmm_vm *vm)
 {
+    /* At shutdown the API has answered (and freed) every request already. */
+    if (vm->deferred.reply && !vm->m->stopping) {
+        struct cgv_error err = {0};
+        cgv_err(&err, CGV_E_UNAVAIL, "%s went away before its %s could run", vm->name,
+                vm->deferred.op);
+        vmm_reply_error(vm->deferred.reply, vm->deferred.ctx, &err);
+        vm->deferred.reply = NULL;
+    }
+    free(vm->deferred.body);
+    vm->deferred.body = NULL;
     if (!vm->op)
         return;
     op_free(vm->op);
@@ -636,5 +646,12 @@ void vmm_ops_run_deferred(struct vmm_vm *vm)
         return;
     cgv_strlcpy(op, vm->deferred.op, sizeof(op));
     vm->deferred.reply = NULL;
+    if (strcmp(op, "set") == 0) {
+        char *body = vm->deferred.body;
+        vm->deferred.body = NULL;
+        vmm_vm_set(vm->m, vm->name, body, vm->deferred.len, reply, vm->deferred.ctx);
+        free(body);
+        return;
+    }
     vmm_vm_op(vm->m, vm->name, op, vm->deferred.timeout_ms, reply, vm->deferred.ctx);
 }

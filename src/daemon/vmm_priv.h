@@ -143,8 +143,10 @@ struct vmm_vm {
     /* an operator operation that arrived during a background snapshot and
      * runs when it ends */
     struct {
-        char op[16];
+        char op[16];        /* an operation, or "set" */
         unsigned timeout_ms;
+        char *body;         /* set: the request body (owned) */
+        size_t len;
         vmm_reply_fn reply;
         void *ctx;
     } deferred;

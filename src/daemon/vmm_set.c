@@ -319,6 +319,17 @@ void vmm_vm_set(struct vmm *m, const char *name, const char *body, size_t len,
         snprintf(msg, sizeof(msg), "no VM named '%s'", name);
         return fail(reply, rctx, CGV_E_NOTFOUND, msg);
     }
+    if (vm->busy && strcmp(vm->busy, "snapshot") == 0 && !vm->deferred.reply) {
+        /* A background snapshot takes a moment: run the change after it. */
+        cgv_strlcpy(vm->deferred.op, "set", sizeof(vm->deferred.op));
+        vm->deferred.body = cgv_malloc0(len + 1);
+        if (len)
+            memcpy(vm->deferred.body, body, len);
+        vm->deferred.len = len;
+        vm->deferred.reply = reply;
+        vm->deferred.ctx = rctx;
+        return;
+    }
     if (vm->busy || vm->svc->busy) {
         snprintf(msg, sizeof(msg), "%s is busy: %s in progress", vm->name,
                  vm->busy ? vm->busy : vm->svc->busy);
