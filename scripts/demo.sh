@@ -27,6 +27,18 @@ log "cgvd is up: $(cgv health | head -1)"
 log "cgv apply -f examples/demo.yaml --wait"
 cgv apply -f examples/demo.yaml --wait --timeout 240
 
+# A demo left by an older spec: its VMs take the new one at their next start.
+# Restart them one at a time (an active hands its role to the standby first).
+pending=$(cgv status demo --json | python3 -c 'import json,sys
+for v in json.load(sys.stdin)["vms"]:
+    if v.get("restart_pending"): print(v["name"])')
+for vm in $pending; do
+    log "restarting $vm: the spec changed since it started"
+    cgv vm stop "$vm" --timeout 30
+    cgv vm start "$vm"
+    cgv apply -f examples/demo.yaml --wait --timeout 240 >/dev/null
+done
+
 log "cgv status"
 cgv status
 

@@ -402,6 +402,17 @@ static void greet(struct vmm_vm *vm)
     vmm_ha_connected(vm);
 }
 
+void vmm_vm_regreet(struct vmm_vm *vm)
+{
+    if (!agentch_connected(vm->ch) || !vm->hello_on_conn)
+        return;
+    greet(vm);
+    /* Its heartbeats may still come at the old interval for a moment. */
+    if (vm->last_hb_ms)
+        vm->last_hb_ms = cgv_mono_ms();
+    vm->hb_grace_until_ms = cgv_mono_ms() + VMM_HB_GRACE_MS;
+}
+
 static void agent_connected(void *opaque)
 {
     struct vmm_vm *vm = opaque;

@@ -247,6 +247,10 @@ static void finish_apply_ok(struct apply_ctx *c)
         if (vm->svc == c->svc) {
             vm->busy = NULL;
             nvm++;
+            /* The running agents hear the new heartbeat interval, CONFIG
+             * and role now, not at their next start. */
+            if (!c->created)
+                vmm_vm_regreet(vm);
         }
     }
     c->svc->busy = NULL;

@@ -920,8 +920,8 @@ void vmm_ha_service_init(struct vmm *m, struct vmm_service *svc)
     struct ha_svc *old = svc->ha, *h = cgv_malloc0(sizeof(*h));
     struct ha_limit vr = {spec->vm_restarts.max, (int64_t)spec->vm_restarts.window_s * 1000};
     struct ha_limit fo = {spec->failovers.max, (int64_t)spec->failovers.window_s * 1000};
+    bool had_old = old != NULL;
 
-    (void)m;
     ha_svc_init(h, model_of(spec), spec->instances, spec->standbys, vr, fo,
                 old ? old->created_ms : (svc->created_ms ? svc->created_ms : now_wall()));
     if (old) {
@@ -945,6 +945,14 @@ void vmm_ha_service_init(struct vmm *m, struct vmm_service *svc)
     }
     svc->ha = h;
     svc->ha_dirty = true;
+    if (had_old) {
+        /* Another model or count: roles for the instances left without. */
+        struct ha_plan p = {0};
+        ha_rebalance(h, now_wall(), &p);
+        exec_plan(m, svc, &p);
+        if (p.n)
+            account(m, svc, "spec changed");
+    }
 }
 
 void vmm_ha_service_free(struct vmm *m, struct vmm_service *svc)

@@ -227,6 +227,9 @@ void vmm_ha_lifecycle(struct vmm_vm *vm, const struct hv_event *ev);
 void vmm_ha_watchdog(struct vmm_vm *vm);
 /* After adoption: the VM should run but does not. */
 void vmm_ha_found_dead(struct vmm_vm *vm, const char *why);
+/* Send a connected agent HOST_HELLO, CONFIG and its role again (after the
+ * service's spec changed), with a heartbeat grace period. */
+void vmm_vm_regreet(struct vmm_vm *vm);
 /* The guest rebooted itself (no operation asked): a fault for HA. */
 void vmm_ha_guest_reset(struct vmm_vm *vm);
 /* Before an operator action on vm: hand its assignment to a standby (demote

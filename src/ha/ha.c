@@ -175,6 +175,26 @@ void ha_started(struct ha_svc *s, int i, int64_t now_ms)
     in->role_acked = false;
 }
 
+void ha_rebalance(struct ha_svc *s, int64_t now_ms, struct ha_plan *p)
+{
+    struct ha_plan one;
+
+    p->n = 0;
+    for (unsigned i = 0; i < s->n_inst; i++) {
+        struct ha_inst *in = &s->inst[i];
+        bool no_standbys = s->model == HA_NONE || s->model == HA_NWAY;
+        if (in->state != HA_I_HEALTHY || in->dead)
+            continue;
+        if (in->role != HA_ROLE_NONE && !(in->role == HA_ROLE_STANDBY && no_standbys))
+            continue;
+        /* As if it had just become healthy: the role its model gives it. */
+        in->state = HA_I_STARTING;
+        ha_healthy(s, (int)i, now_ms, &one);
+        for (size_t k = 0; k < one.n && p->n < HA_MAX_ACTS; k++)
+            p->acts[p->n++] = one.acts[k];
+    }
+}
+
 void ha_healthy(struct ha_svc *s, int i, int64_t now_ms, struct ha_plan *p)
 {
     struct ha_inst *in = &s->inst[i];

@@ -151,6 +151,11 @@ void ha_started(struct ha_svc *s, int i, int64_t now_ms);
 /* Instance i's agent said hello: it is healthy; the plan gives its role. */
 void ha_healthy(struct ha_svc *s, int i, int64_t now_ms, struct ha_plan *plan);
 
+/* After the model or the instance count changed: give every healthy
+ * instance without a role (or with a role its model no longer has) the
+ * role it would get on becoming healthy now. */
+void ha_rebalance(struct ha_svc *s, int64_t now_ms, struct ha_plan *plan);
+
 /* A fault on instance i. Faults on an instance that is already recovering,
  * failed or stopped are ignored (empty plan). */
 void ha_fault(struct ha_svc *s, int i, enum ha_fault f, int64_t now_ms,
