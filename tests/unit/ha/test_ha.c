@@ -308,6 +308,61 @@ static void test_storm_nway_none(void **state)
     }
 }
 
+/* A model change keeps the instances' state: ha_rebalance() gives the
+ * healthy ones the roles of the new model, never two actives. */
+static void test_rebalance_model_change(void **state)
+{
+    struct ha_svc s, n;
+    struct ha_plan p;
+    struct ha_limit lim = {3, 600000};
+    unsigned actives = 0, standbys = 0;
+
+    (void)state;
+    ha_svc_init(&s, HA_NONE, 2, 0, lim, lim, 0);
+    for (int i = 0; i < 2; i++) {
+        ha_started(&s, i, 1);
+        ha_healthy(&s, i, 2, &p);
+        assert_int_equal(p.n, 1);
+        assert_true(ha_acked(&s, i, p.acts[0].gen, 3));
+    }
+    assert_int_equal(s.inst[1].role, HA_ROLE_ACTIVE);
+    assert_int_equal(s.inst[1].assignment, 1);
+
+    /* none -> 2n, as vmm_ha_service_init does: keep the instances, drop
+     * assignments the new model does not have. */
+    ha_svc_init(&n, HA_2N, 2, 1, lim, lim, 0);
+    memcpy(n.inst, s.inst, sizeof(n.inst[0]) * 2);
+    n.generation = s.generation;
+    n.inst[1].role = HA_ROLE_NONE;
+    n.inst[1].assignment = -1;
+    ha_rebalance(&n, 10, &p);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.acts[0].kind, HA_ACT_ROLE);
+    assert_int_equal(p.acts[0].inst, 1);
+    assert_int_equal(p.acts[0].role, HA_ROLE_STANDBY);
+    for (unsigned i = 0; i < 2; i++) {
+        actives += n.inst[i].role == HA_ROLE_ACTIVE;
+        standbys += n.inst[i].role == HA_ROLE_STANDBY;
+    }
+    assert_int_equal(actives, 1);
+    assert_int_equal(standbys, 1);
+    check_invariants(&n, "none -> 2n");
+
+    /* 2n -> none: the standby becomes the active of its own assignment. */
+    ha_svc_init(&s, HA_NONE, 2, 0, lim, lim, 0);
+    memcpy(s.inst, n.inst, sizeof(s.inst[0]) * 2);
+    s.generation = n.generation;
+    ha_rebalance(&s, 20, &p);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.acts[0].inst, 1);
+    assert_int_equal(p.acts[0].role, HA_ROLE_ACTIVE);
+    assert_int_equal(p.acts[0].assignment, 1);
+
+    /* Nothing to do when every healthy instance has its role. */
+    ha_rebalance(&s, 30, &p);
+    assert_int_equal(p.n, 0);
+}
+
 static int by_name(const struct dirent **a, const struct dirent **b)
 {
     return strcmp((*a)->d_name, (*b)->d_name);
@@ -330,7 +385,7 @@ int main(void)
         fprintf(stderr, "no scenarios in %s\n", HA_FIXTURES);
         return 1;
     }
-    tests = calloc((size_t)n + 3, sizeof(*tests));
+    tests = calloc((size_t)n + 4, sizeof(*tests));
     for (int i = 0; i < n; i++) {
         tests[k].name = names[i]->d_name;
         tests[k].test_func = test_scenario;
@@ -340,6 +395,7 @@ int main(void)
     tests[k++] = (struct CMUnitTest)cmocka_unit_test(test_storm_2n);
     tests[k++] = (struct CMUnitTest)cmocka_unit_test(test_storm_npm);
     tests[k++] = (struct CMUnitTest)cmocka_unit_test(test_storm_nway_none);
+    tests[k++] = (struct CMUnitTest)cmocka_unit_test(test_rebalance_model_change);
     rc = _cmocka_run_group_tests("ha", tests, (size_t)k, NULL, NULL);
     for (int i = 0; i < n; i++)
         free(names[i]);
