@@ -19,6 +19,7 @@
 #define VMM_PROTO_REPORT_MS 5000
 #define VMM_REBOOT_BURST_MS 2000
 #define VMM_HB_GRACE_MS 2000 /* after a hello: twice the heartbeat miss budget */
+#define VMM_STALL_MS 50      /* a monitor tick this late: cgvd was stalled */
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -547,8 +548,8 @@ static void on_monitor(struct loop *l, void *opaque)
 {
     struct vmm *m = opaque;
     int64_t now = cgv_mono_ms();
-
     int64_t tick = VMM_MONITOR_MS;
+    bool stalled;
 
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         /* A twentieth of the shortest heartbeat interval: hang detection stays
@@ -557,6 +558,15 @@ static void on_monitor(struct loop *l, void *opaque)
             tick = vm_heartbeat_ms(vm) / 20 > 5 ? vm_heartbeat_ms(vm) / 20 : 5;
     }
     m->monitor = loop_timer_add(l, tick, on_monitor, m);
+    /* cgvd itself did not run for a while (the host stalled it): heartbeats
+     * that arrived meanwhile are still unread in the channels. Read them
+     * first (the next tick is due in a few ms) rather than blame the
+     * guests for our own silence. */
+    stalled = m->monitor_due_ms && now - m->monitor_due_ms > VMM_STALL_MS;
+    if (stalled)
+        log_warn("cgvd's loop ran %" PRId64 " ms late: hang checks wait one tick",
+                 now - m->monitor_due_ms);
+    m->monitor_due_ms = now + tick;
     vmm_ha_flush(m);
     for (struct vmm_vm *vm = m->vms; vm; vm = vm->next) {
         unsigned misses = vm->svc->spec->heartbeat_misses ? vm->svc->spec->heartbeat_misses
@@ -571,7 +581,7 @@ static void on_monitor(struct loop *l, void *opaque)
             continue;
         if (vm->busy || vm->svc->busy)
             continue; /* an operation (stop, reboot, ...) explains silence */
-        if (now - vm->last_hb_ms > limit) {
+        if (!stalled && now - vm->last_hb_ms > limit) {
             vm->agent = AGENT_DOWN;
             evlog_emit(m->ev, "warn", "agent.lost", vm->svc->name, vm->name,
                        "no heartbeat for %" PRId64 " ms (%u intervals of %u ms)",

@@ -173,6 +173,7 @@ struct vmm {
     int64_t reconnect_ms;
     struct loop_timer *reconnect;
     struct loop_timer *sync_retry;
+    int64_t monitor_due_ms;  /* when the running monitor tick was due */
     struct loop_timer *monitor;
     int64_t started_mono_ms;
     char host[64];

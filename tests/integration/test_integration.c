@@ -1096,6 +1096,7 @@ static void test_scale(void **state)
     spec = scale_spec(2);
     file = it_write_file(t, "itsc.yaml", spec);
     it_service_created(t, "itsc");
+    cur = it_event_cursor(t);
     /* --wait: apply, then follow events on the same connection until both
      * agents are up. */
     rc = it_cgv(t, &out, NULL, "apply", "-f", file, "--wait", "--timeout", "150", NULL);
@@ -1106,6 +1107,9 @@ static void test_scale(void **state)
     for (int k = 0; k < 2; k++) {
         char name[16];
         snprintf(name, sizeof(name), "itsc-%d", k);
+        /* The snapshot for fast restarts, taken at the first hello, pauses
+         * the VM for a moment: wait until it is done. */
+        json_decref(it_wait_event(t, cur, "recover.snapshot", name, NULL, EVENT_MS));
         v = it_vm(t, name);
         pid[k] = it_jint(v, "pid");
         addr[k] = cgv_strdup(it_vm_addr(v) ?: "");
