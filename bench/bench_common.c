@@ -816,6 +816,11 @@ bool bc_svc_redundant(const json_t *svc, char *why, size_t cap)
             snprintf(why, cap, "%s: agent %s", vm, bc_jstr(v, "agent.state"));
             return false;
         }
+        if (json_is_true(bc_jget(v, "agent.heartbeat_grace"))) {
+            /* the first 2 s after a hello: hang detection is relaxed */
+            snprintf(why, cap, "%s: in its heartbeat grace period", vm);
+            return false;
+        }
         if (strcmp(bc_jstr(v, "ha.state"), "healthy") != 0) {
             snprintf(why, cap, "%s: HA state %s", vm, bc_jstr(v, "ha.state"));
             return false;

@@ -167,8 +167,9 @@ long long bc_jint(const json_t *o, const char *path);
 json_t *bc_svc_vm(const json_t *svc, const char *vm);
 
 /* Is the service (GET /v1/services/NAME) fully redundant in cgvd's view:
- * ha.up, every VM running, not busy, agent up, HA state healthy with an
- * acknowledged role other than none, and every assignment held by an
+ * ha.up, every VM running, not busy, agent up and out of its heartbeat
+ * grace, HA state healthy with an acknowledged role other than none, and
+ * every assignment held by an
  * acknowledged active? If not, why says what is missing first. */
 bool bc_svc_redundant(const json_t *svc, char *why, size_t cap);
 /* How many VMs of the service hold an active role for assignment asg ("a0")
