@@ -1085,6 +1085,28 @@ const char *const bc_detect_types[BC_F_N] = {"detect.process_death", "detect.pan
                                              "detect.hang", "detect.watchdog",
                                              "detect.application"};
 
+int bc_parse_faults(const char *tag, const char *list, bool on[BC_F_N])
+{
+    char *copy = cgv_strdup(list), *save = NULL;
+    int rc = 0;
+
+    for (int k = 0; k < BC_F_N; k++)
+        on[k] = false;
+    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        int k;
+        for (k = 0; k < BC_F_N && strcmp(t, bc_fault_names[k]) != 0; k++) {
+        }
+        if (k == BC_F_N) {
+            fprintf(stderr, "%s: unknown fault '%s'\n", tag, t);
+            rc = -1;
+            break;
+        }
+        on[k] = true;
+    }
+    free(copy);
+    return rc;
+}
+
 int bc_inject(struct bc *b, enum bc_fault k, pid_t pid, const char *dom, const char *console,
               long console_timeout_ms, int64_t *wall_us, int64_t *mono_us,
               struct cgv_error *err)

@@ -210,6 +210,10 @@ enum bc_fault { BC_F_DEATH, BC_F_PANIC, BC_F_HANG, BC_F_WATCHDOG, BC_F_APP, BC_F
 extern const char *const bc_fault_names[BC_F_N];  /* "process_death", ... */
 extern const char *const bc_detect_types[BC_F_N]; /* "detect.process_death", ... */
 
+/* --faults LIST (comma-separated fault names) into on[]: only those set.
+ * Returns -1 (after saying which, prefixed with tag) on an unknown name. */
+int bc_parse_faults(const char *tag, const char *list, bool on[BC_F_N]);
+
 /* Inject fault k into the VM whose QEMU is pid (libvirt domain dom, serial
  * console socket console):
  *   process_death  SIGKILL of the QEMU process;

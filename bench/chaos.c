@@ -1588,27 +1588,6 @@ static void usage(FILE *out)
             BENCH_CGVD_PATH, BENCH_UDPPING_PATH);
 }
 
-static int parse_faults(struct ch *c, const char *list)
-{
-    char *copy = cgv_strdup(list), *save = NULL;
-    int rc = 0;
-
-    for (int k = 0; k < F_N; k++)
-        c->fault_on[k] = false;
-    for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        int k;
-        for (k = 0; k < F_N && strcmp(t, bc_fault_names[k]) != 0; k++) {
-        }
-        if (k == F_N) {
-            fprintf(stderr, "chaos: unknown fault '%s'\n", t);
-            rc = -1;
-            break;
-        }
-        c->fault_on[k] = true;
-    }
-    free(copy);
-    return rc;
-}
 
 static int parse_opts(int argc, char **argv, struct ch *c, bool *seed_set)
 {
@@ -1673,7 +1652,7 @@ static int parse_opts(int argc, char **argv, struct ch *c, bool *seed_set)
             break;
         case O_QUICK: c->quick = true; break;
         case O_FAULTS:
-            if (parse_faults(c, optarg) < 0)
+            if (bc_parse_faults("chaos", optarg, c->fault_on) < 0)
                 return -1;
             break;
         case O_IMAGE: c->image = optarg; break;
